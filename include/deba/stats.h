@@ -1,0 +1,98 @@
+/* DEBA's per-step and per-epoch signals (SPEC §2) and the statistics used by calibration,
+ * profiling and the report (SPEC §4-§6). Plain functions over arrays of doubles. */
+#ifndef DEBA_STATS_H
+#define DEBA_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "deba/error.h"
+
+#define DEBA_EPS 1e-8
+
+/* ---- gradient statistics (SPEC §2) ---- */
+
+/* One reduction over a flat gradient: Σg and Σg² in double. OpenMP-parallel on the host. */
+void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq);
+/* var_k = Σg²/d − (Σg/d)²  (never negative: clamped at 0 against rounding). */
+double deba_step_var(double sum, double sumsq, int64_t d);
+/* norm_k = sqrt(Σg²) */
+double deba_step_norm(double sumsq);
+
+/* Accumulates the per-step statistics over one epoch. */
+typedef struct {
+    double var_sum;   /* Σ_k var_k */
+    double norm_sum;  /* Σ_k norm_k */
+    int64_t steps;    /* K_t */
+} deba_gradacc;
+
+void deba_gradacc_reset(deba_gradacc *a);
+void deba_gradacc_add(deba_gradacc *a, double sum, double sumsq, int64_t d);
+double deba_gradacc_var(const deba_gradacc *a);  /* mean_k var_k, 0 with no steps */
+double deba_gradacc_norm(const deba_gradacc *a); /* mean_k norm_k, 0 with no steps */
+
+/* |cur − prev| / (prev + ε): norm_var (eq. 2) and loss_var (eq. 3). */
+double deba_rel_change(double cur, double prev);
+
+/* Mean of the previous W values of hist[0..n-1] (hist[n-1] is the newest); W = 0 means all n.
+ * Returns 0 and sets *count = 0 when n = 0. */
+double deba_window_mean(const double *hist, size_t n, int W, size_t *count);
+/* confidence = grad_var / mean(window of previous grad_var) (eq. 4); 1 when the window is
+ * empty, and when the window mean is 0. */
+double deba_confidence(double grad_var, const double *prev, size_t n, int W);
+
+/* ---- descriptive statistics ---- */
+double deba_mean(const double *x, size_t n);          /* 0 for n = 0 */
+double deba_std_pop(const double *x, size_t n);       /* population std, 0 for n < 1 */
+double deba_std_sample(const double *x, size_t n);    /* n − 1 denominator, 0 for n < 2 */
+/* Percentile p ∈ [0, 100], linear interpolation between closest ranks (numpy default, type 7).
+ * x is not modified. n must be ≥ 1 (returns NAN for n = 0). */
+double deba_percentile(const double *x, size_t n, double p);
+double deba_median(const double *x, size_t n);
+
+/* ---- calibration (SPEC §4) ---- */
+typedef struct {
+    double tau;     /* 75th percentile of norm_var */
+    double theta;   /* median of confidence */
+    double lambda;  /* 75th percentile of loss_var */
+    int epochs_used;
+} deba_thresholds;
+
+/* The pooled per-epoch values (already restricted to epochs t ≥ 2 by the caller), n of each.
+ * n = 0 is an input error. */
+deba_status deba_calibrate(const double *norm_var, const double *confidence, const double *loss_var,
+                           size_t n, deba_thresholds *out, deba_err *e);
+
+/* ---- stability profile (SPEC §5) ---- */
+typedef struct {
+    double S;
+    double cv_grad_var;    /* std_pop / mean of grad_var over t ≥ 2 */
+    double mean_norm_var;  /* over t ≥ 2 */
+    double mean_loss_var;  /* over t ≥ 2 */
+    int epochs_used;
+} deba_stability;
+
+/* Arrays hold epochs t = 1..n at indices 0..n-1; only t ≥ 2 (indices ≥ 1) are used.
+ * n < 2 is an input error (nothing to measure). A zero mean grad_var gives CV = 0. */
+deba_status deba_stability_score(const double *grad_var, const double *norm_var, const double *loss_var,
+                                 size_t n, deba_stability *out, deba_err *e);
+
+typedef enum {
+    DEBA_ARCHETYPE_NATURALLY_UNSTABLE,
+    DEBA_ARCHETYPE_DYNAMICALLY_STABLE,
+    DEBA_ARCHETYPE_OVERLY_STABLE,
+    DEBA_ARCHETYPE_MODERATELY_STABLE,
+    DEBA_ARCHETYPE_COUNT
+} deba_archetype;
+
+#define DEBA_ARCH_S_UNSTABLE   0.26  /* S̄ below: Naturally Unstable */
+#define DEBA_ARCH_SIGMA_DYN    0.10  /* σ_S at or above: Dynamically Stable */
+#define DEBA_ARCH_S_OVERLY     0.54  /* S̄ at or above: Overly Stable */
+
+deba_archetype deba_archetype_classify(double s_mean, double s_std);
+const char *deba_archetype_name(deba_archetype a);  /* "Naturally Unstable", ... */
+/* What the archetype means for DEBA, one sentence for the profile verdict. */
+const char *deba_archetype_advice(deba_archetype a);
+/* Exact (case-insensitive) name to enum; returns -1 when unknown. */
+int deba_archetype_parse(const char *s);
+
+#endif
