@@ -30,6 +30,8 @@ TRAIN_SRC := $(wildcard trainer/*.c trainer/layers/*.c trainer/models/*.c traine
 CU_SRC    :=
 ifeq ($(CUDA),1)
   CU_SRC   := $(wildcard trainer/backend/cuda/*.cu)
+endif
+ifneq ($(CU_SRC),)
   TRAIN_SRC += $(wildcard trainer/backend/cuda/*.c)
   CFLAGS   += -DDEBA_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -L$(CUDA_HOME)/extras/CUPTI/lib64 \

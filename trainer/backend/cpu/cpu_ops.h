@@ -1,0 +1,12 @@
+/* The CPU backend's operations, registered into its table by operation family. */
+#ifndef TR_CPU_OPS_H
+#define TR_CPU_OPS_H
+
+#include "trainer/graph.h"
+
+/* memory, xent, sgd, grad_moments, conv2d, batchnorm, act, pools, linear, add */
+void tr_cpu_register_core(tr_backend *be);
+/* concat, mul_channel, dropout, drop_path, layernorm, attention, patch_tokens, select_token */
+void tr_cpu_register_extra(tr_backend *be);
+
+#endif

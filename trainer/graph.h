@@ -1,0 +1,245 @@
+/* The training engine: a static graph of layers built once per model, buffers planned once per
+ * batch size, forward and backward as two loops over the nodes, and a table of operations per
+ * backend (CPU now, CUDA behind the same table). All trainable parameters live in one buffer,
+ * all their gradients in another, so SGD and the SPEC §2 statistics are single passes. */
+#ifndef TR_GRAPH_H
+#define TR_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "deba/error.h"
+#include "trainer/rng.h"
+
+#define TR_MAX_IN 8       /* inputs of one node (concat takes many: it is chained above this) */
+#define TR_MAX_PARAMS 4   /* parameter tensors of one node */
+
+typedef enum {
+    TR_OP_VIEW,          /* output shares the input's memory (flatten, reshape) */
+    TR_OP_CONV2D,
+    TR_OP_BATCHNORM,
+    TR_OP_ACT,           /* element-wise activation, kind in attr.act */
+    TR_OP_MAXPOOL,
+    TR_OP_AVGPOOL,
+    TR_OP_ADAPTIVE_AVGPOOL,
+    TR_OP_LINEAR,
+    TR_OP_ADD,
+    /* the other four architectures (issue 4) */
+    TR_OP_CONCAT,        /* channel concatenation */
+    TR_OP_MUL_CHANNEL,   /* x (N,C,H,W) * s (N,C,1,1): squeeze-and-excitation scale */
+    TR_OP_DROPOUT,
+    TR_OP_DROP_PATH,     /* stochastic depth: per-sample keep/drop of a residual branch */
+    TR_OP_LAYERNORM,
+    TR_OP_ATTENTION,     /* multi-head self-attention with in/out projections */
+    TR_OP_PATCH_TOKENS,  /* (N,D,h,w) feature map -> (N, 1+h*w, D) tokens with class token + pos */
+    TR_OP_SELECT_TOKEN,  /* (N,T,D) -> (N,1,D): token 0 */
+    TR_OP_COUNT
+} tr_op;
+
+typedef enum {
+    TR_ACT_RELU,
+    TR_ACT_RELU6,
+    TR_ACT_SIGMOID,
+    TR_ACT_SILU,
+    TR_ACT_HSIGMOID,
+    TR_ACT_HSWISH,
+    TR_ACT_GELU,
+    TR_ACT_COUNT
+} tr_act;
+
+/* Per-sample shape. Feature maps are (c, h, w); token sequences (T, D) are stored as c = T,
+ * h = 1, w = D; vectors as (1, 1, n). Element (n, i, j, k) is at ((n*c + i)*h + j)*w + k. */
+typedef struct {
+    int c, h, w;
+    int view_of;     /* -1, or the tensor whose memory this one shares (TR_OP_VIEW) */
+    float *data;     /* (N, c, h, w), backend memory, planned per batch size */
+    float *grad;     /* same shape; accumulated with += by the consumers' backward. NULL for the
+                        graph input unless g->input_grad is set: backward skips it then */
+} tr_tensor;
+
+static inline int64_t tr_tensor_numel(const tr_tensor *t) { return (int64_t)t->c * t->h * t->w; }
+
+typedef struct { int cin, cout, k, stride, pad, groups, bias; } tr_conv_attr;
+typedef struct { int k, stride, pad; } tr_pool_attr;                 /* avg: count_include_pad */
+typedef struct { int oh, ow; } tr_adapool_attr;
+typedef struct { float eps, momentum; int64_t stat_off; } tr_bn_attr; /* running mean at stat_off,
+                                                                          running var at +C */
+typedef struct { int in, out, bias; } tr_linear_attr;                /* acts on the last dim w */
+typedef struct { float p; } tr_drop_attr;
+typedef struct { float eps; } tr_ln_attr;                            /* over the last dim w */
+typedef struct { int heads; } tr_attn_attr;
+
+typedef struct tr_node {
+    tr_op op;
+    char name[96];               /* torchvision-style, e.g. "layer1.0.conv1" */
+    int in[TR_MAX_IN], n_in;     /* input tensor ids */
+    int out;                     /* output tensor id */
+    int param[TR_MAX_PARAMS];    /* indices into g->pspecs, n_params of them */
+    int n_params;
+    union {
+        tr_conv_attr conv;
+        tr_pool_attr pool;
+        tr_adapool_attr adapool;
+        tr_bn_attr bn;
+        tr_linear_attr linear;
+        tr_drop_attr drop;
+        tr_ln_attr ln;
+        tr_attn_attr attn;
+        tr_act act;
+        int token;
+    } attr;
+    /* What forward saves for backward, planned per batch size: saved_per_sample * N +
+     * saved_fixed floats in backend memory (BN mean/rstd, pool argmax, masks, attention
+     * probabilities ...). Set by the builder. */
+    int64_t saved_per_sample, saved_fixed;
+    float *saved;
+    /* Scratch shared by all nodes (im2col columns): the largest ws_fixed +
+     * min(N, ws_max_samples or N) * ws_per_sample over the nodes. */
+    int64_t ws_per_sample, ws_fixed;
+    int ws_max_samples;
+    double flops;                /* forward FLOPs per sample (multiply-add = 2) */
+} tr_node;
+
+typedef enum {
+    TR_INIT_ZERO,
+    TR_INIT_ONE,
+    TR_INIT_CONST,               /* a */
+    TR_INIT_UNIFORM,             /* U(-a, a) */
+    TR_INIT_NORMAL,              /* N(0, a²) */
+    TR_INIT_TRUNC_NORMAL,        /* N(0, a²) truncated to [-2a, 2a] */
+    TR_INIT_KAIMING_NORMAL_OUT,  /* N(0, 2/fan_out): torchvision ResNet, MobileNet, EfficientNet */
+    TR_INIT_KAIMING_NORMAL_IN,   /* N(0, 2/fan_in): torchvision DenseNet */
+    TR_INIT_TORCH_DEFAULT,       /* U(±1/sqrt(fan_in)): nn.Conv2d / nn.Linear weight and bias */
+    TR_INIT_XAVIER_UNIFORM,      /* U(±sqrt(6/(fan_in+fan_out))) */
+    TR_INIT_COUNT
+} tr_init_kind;
+
+typedef struct {
+    tr_init_kind kind;
+    float a;
+} tr_init;
+
+/* One parameter tensor: a slice of the flat buffers. */
+typedef struct {
+    char name[112];              /* "layer1.0.conv1.weight" */
+    int64_t off, count;          /* floats in g->params / g->grads / g->momentum */
+    int64_t fan_in, fan_out;     /* as torch.nn.init._calculate_fan_in_and_fan_out */
+    tr_init init;
+} tr_param_spec;
+
+typedef struct tr_graph tr_graph;
+typedef struct tr_backend tr_backend;
+
+/* An op's forward or backward over the first n samples of the planned batch. Backward adds
+ * into input grads (+=) and parameter grads (+=); zeroing is a separate call per step. */
+typedef void (*tr_op_fn)(tr_graph *g, tr_node *nd, int n);
+
+/* A backend is a table of functions; NULL entries are operations it does not implement, and
+ * the dispatcher reports them by name instead of falling back to another backend. */
+struct tr_backend {
+    const char *name;                /* "cpu", "cuda" */
+    char device_name[128];           /* e.g. "2-core x86_64 (OpenBLAS)", "NVIDIA H200" */
+    void *ctx;                       /* backend's own state (handles, workspaces) */
+    void *(*alloc)(tr_backend *be, size_t bytes);      /* NULL when out of memory */
+    void (*free)(tr_backend *be, void *p);
+    void (*upload)(tr_backend *be, void *dst, const void *src, size_t bytes);
+    void (*download)(tr_backend *be, void *dst, const void *src, size_t bytes);
+    void (*zero)(tr_backend *be, void *dst, size_t bytes);
+    void (*sync)(tr_backend *be);
+    tr_op_fn forward[TR_OP_COUNT];
+    tr_op_fn backward[TR_OP_COUNT];
+    /* Mean softmax cross-entropy over n rows of logits (n, classes); labels in backend memory.
+     * Writes dlogits = (softmax − onehot) / n, the loss sum and the number of correct argmaxes
+     * (both over the n rows, returned to the host). */
+    void (*xent)(tr_backend *be, const float *logits, const int *labels, int n, int classes,
+                 float *dlogits, double *loss_sum, int64_t *correct);
+    /* PyTorch SGD: d = g + wd*p; m = momentum*m + d; p -= lr*m. One fused pass. */
+    void (*sgd)(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
+                float momentum, float wd);
+    /* Σg and Σg² in double over count floats (SPEC §2), returned to the host. */
+    void (*grad_moments)(tr_backend *be, const float *g, int64_t count, double *sum, double *sumsq);
+    void (*destroy)(tr_backend *be);
+};
+
+struct tr_graph {
+    tr_backend *be;
+    tr_tensor *tensors;          /* n_tensors; tensor 0 is the input */
+    int n_tensors, cap_tensors;
+    tr_node *nodes;              /* in execution order */
+    int n_nodes, cap_nodes;
+    tr_param_spec *pspecs;
+    int n_pspecs, cap_pspecs;
+    int64_t n_params;            /* floats in the flat parameter buffer */
+    int64_t n_stats;             /* floats of non-trainable state (BN running statistics) */
+    float *stats_init;           /* host copy of the initial stats values (n_stats) */
+    int input, output;           /* tensor ids: (N, c, h, w) images, (N, 1, 1, classes) logits */
+    int classes;
+    /* Backend memory, valid after tr_graph_alloc / tr_graph_plan. */
+    float *params;               /* (n_params) */
+    float *grads;                /* (n_params) */
+    float *momentum;             /* (n_params) */
+    float *stats;                /* (n_stats) */
+    float *act, *act_grad;       /* activation arenas for planned_n samples */
+    float *saved_arena;
+    float *ws;                   /* shared scratch */
+    int *labels;                 /* (planned_n) */
+    int planned_n;
+    int training;                /* 1: batch statistics, dropout on; 0: eval */
+    int input_grad;              /* 1: the input tensor gets a gradient too (tests) */
+    tr_rng rng;                  /* dropout / drop-path draws (checkpointed) */
+    int failed;                  /* sticky builder error */
+    deba_err err;
+};
+
+/* ---- building (host only, no backend memory yet) ---- */
+/* A graph whose input tensor is (c, h, w) per sample. */
+tr_graph *tr_graph_new(int c, int h, int w);
+void tr_graph_free(tr_graph *g);     /* frees backend memory too; NULL is a no-op */
+/* Records a builder error once (the first one wins) and returns -1 for the builder to return. */
+int tr_graph_fail(tr_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adds a node with a fresh output tensor of shape (c, h, w); returns the node (valid until the
+ * next add) or NULL after a failure. in/n_in are copied. */
+tr_node *tr_graph_add_node(tr_graph *g, tr_op op, const char *name, const int *in, int n_in,
+                           int c, int h, int w);
+/* Registers a parameter of `count` floats for node nd, named "<node name>.<suffix>". */
+int tr_graph_add_param(tr_graph *g, tr_node *nd, const char *suffix, int64_t count,
+                       int64_t fan_in, int64_t fan_out, tr_init init);
+/* Reserves `count` floats of non-trainable state starting at value v; returns the offset. */
+int64_t tr_graph_add_stats(tr_graph *g, int64_t count, float v);
+const tr_tensor *tr_graph_tensor(const tr_graph *g, int id);
+/* An extra leaf tensor (like the input: no producing node, but it gets a gradient): for ops
+ * with several inputs in tests, and for parameters-as-activations. Returns its id. */
+int tr_graph_add_leaf(tr_graph *g, int c, int h, int w);
+
+/* ---- memory and execution ---- */
+/* Attaches the backend and allocates parameters, gradients, momentum and statistics; inits
+ * parameters from seed (in registration order, on the host, then uploaded). */
+deba_status tr_graph_alloc(tr_graph *g, tr_backend *be, uint64_t seed, deba_err *e);
+/* (Re)plans activation, saved and scratch buffers for batches of up to n samples. On
+ * DEBA_E_NOMEM the previous plan stays valid. Also checks every node's op exists in the
+ * backend table (DEBA_E_UNSUPPORTED naming op and backend). */
+deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e);
+void tr_graph_forward(tr_graph *g, int n);
+/* Backward from the output's grad (set by tr_graph_loss, or by a test after
+ * tr_graph_zero_act_grads). */
+void tr_graph_backward(tr_graph *g, int n);
+void tr_graph_zero_act_grads(tr_graph *g);          /* every activation gradient */
+void tr_graph_zero_grads(tr_graph *g);              /* parameter grads */
+/* Uploads images (n, c, h, w) and labels (n) into the input tensor and label buffer. */
+void tr_graph_set_batch(tr_graph *g, const float *x, const int *y, int n);
+/* Cross-entropy on the logits: zeroes activation grads, fills the logits' grad, returns the
+ * loss sum and the correct count over n samples. */
+void tr_graph_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct);
+void tr_graph_sgd(tr_graph *g, float lr, float momentum, float wd);
+
+/* ---- introspection ---- */
+const char *tr_op_name(tr_op op);
+const char *tr_act_name(tr_act a);
+double tr_graph_flops(const tr_graph *g);          /* forward FLOPs per sample */
+/* The layer table: name, op, output shape, params, FLOPs; last line "params <N>". */
+void tr_graph_summary(const tr_graph *g, FILE *f);
+
+/* Parameter init on the host (exposed for tests): fills dst[count] per spec from rng. */
+void tr_init_fill(float *dst, const tr_param_spec *ps, tr_rng *rng);
+
+#endif
