@@ -1,0 +1,167 @@
+/* DEBA's gradient and loss signals (SPEC §2), descriptive statistics and threshold calibration
+ * (SPEC §4). Plain functions over arrays; nothing here allocates except the percentile copy. */
+#include "deba/stats.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The gradient is cut into a number of blocks that depends only on d, each summed in order by one
+ * thread, and the block sums are added in order afterwards: the result is bit-identical whatever
+ * the thread count or schedule (SPEC §8 wants identical traces for the same seed), which a plain
+ * OpenMP reduction does not promise. */
+#define MOMENT_MAX_BLOCKS 256
+#define MOMENT_MIN_BLOCK  8192
+
+void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq)
+{
+    double bs[MOMENT_MAX_BLOCKS], bq[MOMENT_MAX_BLOCKS];
+    int64_t nblk = d > 0 ? (d + MOMENT_MIN_BLOCK - 1) / MOMENT_MIN_BLOCK : 0;
+    if (nblk > MOMENT_MAX_BLOCKS) nblk = MOMENT_MAX_BLOCKS;
+    int64_t len = nblk ? (d + nblk - 1) / nblk : 0;
+
+    #pragma omp parallel for schedule(static) if (nblk > 1)
+    for (int64_t b = 0; b < nblk; b++) {
+        int64_t lo = b * len, hi = lo + len < d ? lo + len : d;
+        double s = 0.0, q = 0.0;
+        for (int64_t i = lo; i < hi; i++) {
+            double v = g[i];
+            s += v;
+            q += v * v;
+        }
+        bs[b] = s;
+        bq[b] = q;
+    }
+    double s = 0.0, q = 0.0;
+    for (int64_t b = 0; b < nblk; b++) {
+        s += bs[b];
+        q += bq[b];
+    }
+    *sum = s;
+    *sumsq = q;
+}
+
+double deba_step_var(double sum, double sumsq, int64_t d)
+{
+    if (d <= 0) return 0.0;
+    double m = sum / (double)d;
+    double v = sumsq / (double)d - m * m;
+    return v > 0.0 ? v : 0.0;
+}
+
+double deba_step_norm(double sumsq)
+{
+    return sqrt(sumsq > 0.0 ? sumsq : 0.0);
+}
+
+void deba_gradacc_reset(deba_gradacc *a)
+{
+    a->var_sum = 0.0;
+    a->norm_sum = 0.0;
+    a->steps = 0;
+}
+
+void deba_gradacc_add(deba_gradacc *a, double sum, double sumsq, int64_t d)
+{
+    a->var_sum += deba_step_var(sum, sumsq, d);
+    a->norm_sum += deba_step_norm(sumsq);
+    a->steps++;
+}
+
+double deba_gradacc_var(const deba_gradacc *a)
+{
+    return a->steps > 0 ? a->var_sum / (double)a->steps : 0.0;
+}
+
+double deba_gradacc_norm(const deba_gradacc *a)
+{
+    return a->steps > 0 ? a->norm_sum / (double)a->steps : 0.0;
+}
+
+double deba_rel_change(double cur, double prev)
+{
+    return fabs(cur - prev) / (prev + DEBA_EPS);
+}
+
+double deba_window_mean(const double *hist, size_t n, int W, size_t *count)
+{
+    size_t k = (W <= 0 || (size_t)W > n) ? n : (size_t)W;
+    if (count) *count = k;
+    return deba_mean(hist + (n - k), k);
+}
+
+double deba_confidence(double grad_var, const double *prev, size_t n, int W)
+{
+    size_t k;
+    double m = deba_window_mean(prev, n, W, &k);
+    /* Nothing to compare against yet, or a flat-zero history: report "as usual". */
+    if (k == 0 || m == 0.0) return 1.0;
+    return grad_var / m;
+}
+
+double deba_mean(const double *x, size_t n)
+{
+    if (n == 0) return 0.0;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    return s / (double)n;
+}
+
+/* Two passes (mean first) so a large common offset does not swamp the spread. */
+static double sum_sq_dev(const double *x, size_t n)
+{
+    double m = deba_mean(x, n), s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    return s;
+}
+
+double deba_std_pop(const double *x, size_t n)
+{
+    return n < 1 ? 0.0 : sqrt(sum_sq_dev(x, n) / (double)n);
+}
+
+double deba_std_sample(const double *x, size_t n)
+{
+    return n < 2 ? 0.0 : sqrt(sum_sq_dev(x, n) / (double)(n - 1));
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double deba_percentile(const double *x, size_t n, double p)
+{
+    if (n == 0 || !(p >= 0.0 && p <= 100.0)) return NAN;
+    double *v = malloc(n * sizeof *v);
+    if (!v) return NAN;
+    memcpy(v, x, n * sizeof *v);
+    qsort(v, n, sizeof *v, cmp_double);
+    double h = (double)(n - 1) * p / 100.0;
+    size_t lo = (size_t)floor(h), hi = (size_t)ceil(h);
+    if (hi > n - 1) hi = n - 1;
+    double r = v[lo] + (h - (double)lo) * (v[hi] - v[lo]);
+    free(v);
+    return r;
+}
+
+double deba_median(const double *x, size_t n)
+{
+    return deba_percentile(x, n, 50.0);
+}
+
+deba_status deba_calibrate(const double *norm_var, const double *confidence, const double *loss_var,
+                           size_t n, deba_thresholds *out, deba_err *e)
+{
+    if (n == 0)
+        return deba_err_set(e, DEBA_E_INPUT,
+                            "calibration needs at least one epoch t >= 2 in the traces (got none)");
+    out->tau = deba_percentile(norm_var, n, 75.0);
+    out->theta = deba_median(confidence, n);
+    out->lambda = deba_percentile(loss_var, n, 75.0);
+    out->epochs_used = (int)n;
+    if (isnan(out->tau) || isnan(out->theta) || isnan(out->lambda))
+        return deba_err_set(e, DEBA_E_NOMEM, "calibration: out of memory sorting %zu values", n);
+    return DEBA_OK;
+}
