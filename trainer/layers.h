@@ -13,7 +13,7 @@ int tr_conv2d(tr_graph *g, const char *name, int x, int cout, int k, int stride,
 /* BatchNorm2d over channels c (train: batch statistics, running stats updated as PyTorch with
  * unbiased variance; eval: running stats). weight=1, bias=0. */
 int tr_batchnorm(tr_graph *g, const char *name, int x, float eps, float momentum);
-int tr_act(tr_graph *g, const char *name, int x, tr_act kind);
+int tr_activation(tr_graph *g, const char *name, int x, tr_act kind);
 int tr_maxpool(tr_graph *g, const char *name, int x, int k, int stride, int pad);
 int tr_avgpool(tr_graph *g, const char *name, int x, int k, int stride, int pad);
 int tr_adaptive_avgpool(tr_graph *g, const char *name, int x, int oh, int ow);

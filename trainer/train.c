@@ -1,0 +1,476 @@
+/* The training loop behind deba-train and deba-profile: one epoch at the scheduler's batch
+ * size, the SPEC §2 signals from one reduction per step, evaluation, a trace row and a
+ * checkpoint per epoch, and an exact resume. */
+#include "trainer/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "deba/deba.h"
+#include "trainer/backend/backend.h"
+#include "trainer/checkpoint.h"
+#include "trainer/models/models.h"
+
+volatile int tr_train_stop_requested = 0;
+
+static const char *LR_NAMES[TR_LR_SCALING_COUNT] = {"none", "linear", "sqrt"};
+
+const char *tr_lr_scaling_name(tr_lr_scaling s) { return (unsigned)s < TR_LR_SCALING_COUNT ? LR_NAMES[s] : "?"; }
+
+int tr_lr_scaling_parse(const char *s)
+{
+    for (int i = 0; i < TR_LR_SCALING_COUNT; i++)
+        if (!strcmp(s, LR_NAMES[i])) return i;
+    return -1;
+}
+
+void tr_train_config_default(tr_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->out, sizeof c->out, "runs");
+    snprintf(c->device, sizeof c->device, "auto");
+    c->epochs = 10;
+    c->seed = 42;
+    deba_sched_config_default(&c->sched);
+    c->lr = 0.01;
+    c->momentum = 0.9;
+    c->weight_decay = 5e-4;
+    c->augment = -1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void utc_now(char *buf, size_t cap)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Everything one run holds; freed in one place. */
+typedef struct {
+    const tr_train_config *c;
+    char dir[4096], trace_path[4200], meta_path[4200], ckpt_path[4200];
+    tr_dataset *train, *test;
+    tr_backend *be;
+    tr_graph *g;
+    deba_sched *sched;
+    deba_trace trace;
+    deba_meta meta;
+    FILE *trace_f;
+    tr_ckpt_info info;
+    int image, augment;
+    float *x;                    /* host batch (planned_n, c, S, S) */
+    int *y, *idx;
+    int x_cap;
+    char started[32];
+} run_state;
+
+static void run_free(run_state *r)
+{
+    if (r->trace_f) fclose(r->trace_f);
+    tr_graph_free(r->g);
+    tr_backend_free(r->be);
+    deba_sched_free(r->sched);
+    deba_trace_free(&r->trace);
+    deba_meta_free(&r->meta);
+    tr_dataset_free(r->train);
+    tr_dataset_free(r->test);
+    free(r->x);
+    free(r->y);
+    free(r->idx);
+}
+
+static deba_status write_meta(run_state *r, const char *status, deba_err *e)
+{
+    const tr_train_config *c = r->c;
+    const deba_sched_config *sc = deba_sched_config_of(r->sched);
+    deba_meta *m = &r->meta;
+    char fin[32] = "";
+    double final_acc = r->trace.n ? r->trace.rows[r->trace.n - 1].test_acc : 0;
+    if (strcmp(status, "running")) utc_now(fin, sizeof fin);
+    deba_status st = DEBA_OK;
+#define SET(k, ...) if (!st) st = deba_meta_set(m, k, __VA_ARGS__)
+    SET("format_version", "%d", DEBA_FORMAT_VERSION);
+    SET("tool_version", "%s", DEBA_VERSION);
+    SET("arch", "%s", c->arch);
+    SET("dataset", "%s", c->dataset);
+    SET("label", "%s", c->label[0] ? c->label : deba_method_name(sc->method));
+    SET("method", "%s", deba_method_name(sc->method));
+    SET("seed", "%llu", (unsigned long long)c->seed);
+    SET("epochs", "%d", c->epochs);
+    SET("batch0", "%d", sc->b0);
+    SET("bmin", "%d", sc->bmin);
+    SET("bmax", "%d", deba_sched_bmax(r->sched));
+    SET("lr", "%.17g", c->lr);
+    SET("momentum", "%.17g", c->momentum);
+    SET("weight_decay", "%.17g", c->weight_decay);
+    SET("tau", "%.17g", sc->tau);
+    SET("theta", "%.17g", sc->theta);
+    SET("lambda", "%.17g", sc->lambda);
+    SET("window", "%d", sc->window);
+    SET("cooldown", "%d", sc->cooldown);
+    SET("growth", "%.17g", sc->growth);
+    SET("rollback", "%.17g", sc->rollback);
+    SET("device", "%s", r->be->name);
+    SET("device_name", "%s", r->be->device_name);
+    SET("precision", "fp32");
+    SET("params", "%lld", (long long)r->g->n_params);
+    SET("started_utc", "%s", r->started);
+    SET("finished_utc", "%s", fin);
+    SET("status", "%s", status);
+    SET("final_test_acc", "%.17g", final_acc);
+    SET("best_test_acc", "%.17g", r->info.best_test_acc);
+    SET("total_train_time_s", "%.17g", r->info.train_time_s);
+    SET("image_size", "%d", r->image);
+    SET("subset", "%d", c->subset);
+    SET("lr_scaling", "%s", tr_lr_scaling_name(c->lr_scaling));
+    SET("thresholds_source", "%s", c->thresholds_src[0] ? c->thresholds_src : "command line");
+#undef SET
+    return st ? st : deba_meta_write(r->meta_path, m, e);
+}
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Decides what an existing run directory means for this invocation. */
+static deba_status prepare_dir(run_state *r, int *resuming, deba_err *e)
+{
+    const tr_train_config *c = r->c;
+    *resuming = 0;
+    int has_ckpt = file_exists(r->ckpt_path), has_any = has_ckpt || file_exists(r->trace_path) ||
+                                                       file_exists(r->meta_path);
+    if (has_any && c->resume) {
+        if (!has_ckpt && file_exists(r->trace_path))
+            return deba_err_set(e, DEBA_E_INPUT, "%s has a trace but no checkpoint: cannot resume (use --force to start over)",
+                                r->dir);
+        *resuming = has_ckpt;
+        return DEBA_OK;
+    }
+    if (has_any && !c->force)
+        return deba_err_set(e, DEBA_E_INPUT, "%s already holds a run: use --resume to continue it or --force to start over",
+                            r->dir);
+    if (has_any) {
+        remove(r->ckpt_path);
+        remove(r->trace_path);
+        remove(r->meta_path);
+    }
+    return deba_mkdirs(r->dir, e);
+}
+
+static deba_status load_data(run_state *r, deba_err *e)
+{
+    const tr_train_config *c = r->c;
+    int kind = tr_dataset_parse(c->dataset);
+    if (kind < 0)
+        return deba_err_set(e, DEBA_E_INPUT, "--dataset: unknown dataset '%s' (known: cifar10, cifar100, fashion-mnist, mnist)",
+                            c->dataset);
+    const char *dir = c->data_dir[0] ? c->data_dir : tr_dataset_default_dir(kind);
+    if (!dir)
+        return deba_err_set(e, DEBA_E_INPUT, "--data: %s has no default location; pass --data DIR", c->dataset);
+    deba_status st = tr_dataset_load(kind, dir, 1, c->subset, &r->train, e);
+    if (!st) st = tr_dataset_load(kind, dir, 0, c->test_subset, &r->test, e);
+    if (st) return st;
+    r->image = c->image_size > 0 ? c->image_size : r->train->h;
+    r->augment = c->augment >= 0 ? c->augment : (kind == TR_DS_CIFAR10 || kind == TR_DS_CIFAR100);
+    return DEBA_OK;
+}
+
+/* Host batch buffers for up to n samples. */
+static deba_status ensure_host(run_state *r, int n, deba_err *e)
+{
+    if (n <= r->x_cap) return DEBA_OK;
+    size_t per = (size_t)r->train->c * r->image * r->image;
+    float *x = realloc(r->x, (size_t)n * per * sizeof(float));
+    int *y = x ? realloc(r->y, (size_t)n * sizeof(int)) : NULL;
+    if (x) r->x = x;
+    if (y) r->y = y;
+    if (!x || !y) return deba_err_set(e, DEBA_E_NOMEM, "out of memory for a batch of %d", n);
+    r->x_cap = n;
+    return DEBA_OK;
+}
+
+static void progress(const run_state *r, int epoch, int done, int total, double loss, double sps, double t0)
+{
+    if (!r->c->progress) return;
+    double el = now_s() - t0, eta = done ? el * (total - done) / done : 0;
+    int w = 24, fill = total ? w * done / total : w;
+    char bar[32];
+    for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+    bar[w] = 0;
+    fprintf(stderr, "\repoch %d/%d [%s] %d/%d loss %.4f %.0f samples/s ETA %.0fs   ", epoch, r->c->epochs, bar,
+            done, total, loss, sps, eta);
+    fflush(stderr);
+}
+
+typedef struct {
+    double loss_sum, train_time, compute, data, signal;
+    int64_t correct, samples;
+    int steps;
+    deba_gradacc acc;
+    int diverged;
+} epoch_stats;
+
+static void train_epoch(run_state *r, int epoch, int B, double lr, epoch_stats *es)
+{
+    const tr_train_config *c = r->c;
+    tr_graph *g = r->g;
+    int n = r->train->n;
+    tr_batch_opts bo = {r->augment, r->image, r->image, r->train->mean, r->train->std};
+    memset(es, 0, sizeof *es);
+    deba_gradacc_reset(&es->acc);
+    for (int i = 0; i < n; i++) r->idx[i] = i;
+    tr_rng_shuffle(&r->info.data_rng, r->idx, n);
+    g->training = 1;
+    double t0 = now_s();
+    for (int start = 0; start < n && !tr_train_stop_requested; start += B) {
+        int nb = n - start < B ? n - start : B;
+        double ta = now_s();
+        tr_dataset_batch(r->train, r->idx + start, nb, &bo, &r->info.aug_rng, r->x, r->y);
+        double tb = now_s();
+        tr_graph_set_batch(g, r->x, r->y, nb);
+        tr_graph_forward(g, nb);
+        double loss;
+        int64_t correct;
+        tr_graph_loss(g, nb, &loss, &correct);
+        tr_graph_zero_grads(g);
+        tr_graph_backward(g, nb);
+        double tc = now_s();
+        double sum, sumsq;
+        g->be->grad_moments(g->be, g->grads, g->n_params, &sum, &sumsq);
+        deba_gradacc_add(&es->acc, sum, sumsq, g->n_params);
+        double td = now_s();
+        tr_graph_sgd(g, (float)lr, (float)c->momentum, (float)c->weight_decay);
+        g->be->sync(g->be);
+        double te = now_s();
+        es->data += tb - ta;
+        es->compute += (tc - tb) + (te - td);
+        es->signal += td - tc;
+        if (!isfinite(loss)) {
+            es->diverged = 1;
+            break;
+        }
+        es->loss_sum += loss;
+        es->correct += correct;
+        es->samples += nb;
+        es->steps++;
+        progress(r, epoch, start + nb, n, es->loss_sum / (double)es->samples, es->samples / (now_s() - t0), t0);
+    }
+    es->train_time = now_s() - t0;
+}
+
+static void evaluate(run_state *r, double *loss, double *acc, double *secs)
+{
+    tr_graph *g = r->g;
+    int B = g->planned_n, n = r->test->n;
+    tr_batch_opts bo = {0, r->image, r->image, r->train->mean, r->train->std};
+    double t0 = now_s(), ls = 0;
+    int64_t correct = 0;
+    g->training = 0;
+    for (int start = 0; start < n; start += B) {
+        int nb = n - start < B ? n - start : B;
+        for (int i = 0; i < nb; i++) r->idx[i] = start + i;
+        tr_dataset_batch(r->test, r->idx, nb, &bo, NULL, r->x, r->y);
+        tr_graph_set_batch(g, r->x, r->y, nb);
+        tr_graph_forward(g, nb);
+        double l;
+        int64_t cc;
+        tr_graph_loss(g, nb, &l, &cc);
+        ls += l;
+        correct += cc;
+    }
+    g->training = 1;
+    *loss = ls / n;
+    *acc = 100.0 * (double)correct / n;
+    *secs = now_s() - t0;
+}
+
+static double scaled_lr(const tr_train_config *c, int B)
+{
+    double ratio = (double)B / c->sched.b0;
+    switch (c->lr_scaling) {
+    case TR_LR_LINEAR: return c->lr * ratio;
+    case TR_LR_SQRT: return c->lr * sqrt(ratio);
+    default: return c->lr;
+    }
+}
+
+/* Plans the graph for the scheduler's batch size; an allocation failure at a grown size puts
+ * the run back at the size that last ran (SPEC §8), which the trace records as `oom`. */
+static deba_status plan_epoch(run_state *r, int last_b, int *oom, deba_err *e)
+{
+    *oom = 0;
+    int B = deba_sched_batch(r->sched);
+    deba_status st = tr_graph_plan(r->g, B, e);
+    if (st == DEBA_E_NOMEM && last_b > 0 && last_b < B) {
+        deba_err_clear(e);
+        deba_sched_oom(r->sched, last_b);
+        *oom = 1;
+        st = tr_graph_plan(r->g, last_b, e);
+    }
+    if (!st) st = ensure_host(r, deba_sched_batch(r->sched) > r->g->planned_n ? deba_sched_batch(r->sched)
+                                                                               : r->g->planned_n, e);
+    return st;
+}
+
+static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
+{
+    const tr_train_config *c = r->c;
+    deba_status st = DEBA_OK;
+    const char *status = "completed";
+    int last_b = r->trace.n ? r->trace.rows[r->trace.n - 1].batch_size : 0;
+    for (int t = r->info.epoch + 1; t <= c->epochs; t++) {
+        int oom;
+        if ((st = plan_epoch(r, last_b, &oom, e))) return st;
+        int B = deba_sched_batch(r->sched);
+        double lr = scaled_lr(c, B);
+        epoch_stats es;
+        train_epoch(r, t, B, lr, &es);
+        if (es.diverged) {
+            status = "diverged";
+            break;
+        }
+        if (tr_train_stop_requested) {
+            status = "interrupted";
+            break;
+        }
+        deba_epoch_result er;
+        double train_loss = es.loss_sum / (double)es.samples;
+        double ts = now_s();
+        deba_sched_step(r->sched, deba_gradacc_var(&es.acc), deba_gradacc_norm(&es.acc), train_loss, &er);
+        es.signal += now_s() - ts;
+        deba_trace_row row = {0};
+        row.epoch = t;
+        row.batch_size = B;
+        row.steps = es.steps;
+        row.lr = lr;
+        row.train_loss = train_loss;
+        row.train_acc = 100.0 * (double)es.correct / (double)es.samples;
+        evaluate(r, &row.test_loss, &row.test_acc, &row.eval_time_s);
+        row.grad_var = er.grad_var;
+        row.grad_norm = er.grad_norm;
+        row.norm_var = er.norm_var;
+        row.loss_var = er.loss_var;
+        row.confidence = er.confidence;
+        row.decision = oom ? DEBA_DEC_OOM : er.decision;
+        row.epoch_time_s = es.train_time;
+        row.compute_time_s = es.compute;
+        row.data_time_s = es.data;
+        row.signal_time_s = es.signal;
+        row.samples_per_s = es.samples / (es.train_time > 0 ? es.train_time : 1e-9);
+        if (!isfinite(row.test_loss)) {
+            status = "diverged";
+            break;
+        }
+        r->info.epoch = t;
+        r->info.train_time_s += row.epoch_time_s;
+        if (row.test_acc > r->info.best_test_acc) r->info.best_test_acc = row.test_acc;
+        if ((st = deba_trace_push(&r->trace, &row, e))) return st;
+        /* checkpoint first: a kill between the two leaves a checkpoint whose trace rows
+         * rebuild trace.csv on resume */
+        if ((st = tr_ckpt_save(r->ckpt_path, &r->info, r->g, r->sched, &r->trace, e))) return st;
+        if ((st = deba_trace_append_row(r->trace_f, r->trace_path, &row, e))) return st;
+        if (c->progress) fprintf(stderr, "\r%*s\r", 100, "");
+        if (!c->quiet)
+            fprintf(stderr, "epoch %3d  B %4d  loss %.4f  train %.2f%%  test %.2f%%  %s  %.1fs  %.0f samples/s\n", t, B,
+                    row.train_loss, row.train_acc, row.test_acc, deba_decision_name(row.decision), row.epoch_time_s,
+                    row.samples_per_s);
+        last_b = B;
+    }
+    snprintf(res->status, sizeof res->status, "%s", status);
+    res->epochs_done = r->info.epoch;
+    res->final_test_acc = r->trace.n ? r->trace.rows[r->trace.n - 1].test_acc : 0;
+    res->best_test_acc = r->info.best_test_acc;
+    res->total_train_time_s = r->info.train_time_s;
+    return write_meta(r, status, e);
+}
+
+deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_err *e)
+{
+    run_state r;
+    memset(&r, 0, sizeof r);
+    memset(res, 0, sizeof *res);
+    r.c = c;
+    if (c->epochs < 1) return deba_err_set(e, DEBA_E_INPUT, "--epochs must be at least 1 (got %d)", c->epochs);
+    deba_status st = deba_sched_config_check(&c->sched, e);
+    if (st) return st;
+    const char *label = c->label[0] ? c->label : deba_method_name(c->sched.method);
+    if ((st = deba_run_dir(r.dir, sizeof r.dir, c->out, c->arch, c->dataset, label, (int)c->seed, e))) return st;
+    snprintf(r.trace_path, sizeof r.trace_path, "%s/trace.csv", r.dir);
+    snprintf(r.meta_path, sizeof r.meta_path, "%s/meta.csv", r.dir);
+    snprintf(r.ckpt_path, sizeof r.ckpt_path, "%s/checkpoint.bin", r.dir);
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", r.dir);
+    if (!tr_model_find(c->arch)) {
+        tr_graph_free(tr_model_build(c->arch, 3, 32, 10, e));   /* for its message listing the models */
+        return e ? e->status : DEBA_E_INPUT;
+    }
+    int resuming;
+    if ((st = load_data(&r, e))) goto done;
+    if ((st = prepare_dir(&r, &resuming, e))) goto done;
+    if (!(r.be = tr_backend_new(c->device, e))) {
+        st = e->status;
+        goto done;
+    }
+    if (!(r.g = tr_model_build(c->arch, r.train->c, r.image, r.train->classes, e))) {
+        st = e->status;
+        goto done;
+    }
+    if ((st = tr_graph_alloc(r.g, r.be, c->seed, e))) goto done;
+    if (!(r.sched = deba_sched_new(&c->sched, e))) {
+        st = e->status;
+        goto done;
+    }
+    if (!(r.idx = malloc(sizeof(int) * (size_t)(r.train->n > r.test->n ? r.train->n : r.test->n)))) {
+        st = deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+        goto done;
+    }
+    utc_now(r.started, sizeof r.started);
+    snprintf(r.info.arch, sizeof r.info.arch, "%s", c->arch);
+    snprintf(r.info.dataset, sizeof r.info.dataset, "%s", c->dataset);
+    r.info.seed = c->seed;
+    tr_rng_seed(&r.info.data_rng, c->seed, 1);
+    tr_rng_seed(&r.info.aug_rng, c->seed, 2);
+    if (resuming) {
+        tr_ckpt_info saved;
+        if ((st = tr_ckpt_load(r.ckpt_path, &saved, r.g, &r.sched, &r.trace, e))) goto done;
+        if (strcmp(saved.arch, c->arch) || strcmp(saved.dataset, c->dataset) || saved.seed != c->seed) {
+            st = deba_err_set(e, DEBA_E_INPUT, "%s was written for %s/%s seed %llu, not %s/%s seed %llu", r.ckpt_path,
+                              saved.arch, saved.dataset, (unsigned long long)saved.seed, c->arch, c->dataset,
+                              (unsigned long long)c->seed);
+            goto done;
+        }
+        r.info = saved;
+        deba_meta old = {0};
+        if (!deba_meta_read(r.meta_path, &old, NULL) && deba_meta_get(&old, "started_utc"))
+            snprintf(r.started, sizeof r.started, "%s", deba_meta_get(&old, "started_utc"));
+        deba_meta_free(&old);
+        /* the trace on disk may lack the row of the last checkpointed epoch or hold a torn
+         * one; the checkpoint's rows are the truth */
+        if ((st = deba_trace_write(r.trace_path, &r.trace, e))) goto done;
+    }
+    if ((st = deba_trace_append_open(r.trace_path, &r.trace_f, e))) goto done;
+    if ((st = write_meta(&r, "running", e))) goto done;
+    if (!c->quiet)
+        fprintf(stderr, "%s %s/%s seed %llu on %s (%s): %lld params, %d train / %d test images at %dx%d%s\n",
+                resuming ? "resuming" : "training", c->arch, c->dataset, (unsigned long long)c->seed, r.be->name,
+                r.be->device_name, (long long)r.g->n_params, r.train->n, r.test->n, r.image, r.image,
+                resuming ? "" : "");
+    st = run_epochs(&r, res, e);
+done:
+    run_free(&r);
+    return st;
+}

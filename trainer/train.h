@@ -1,0 +1,55 @@
+/* One training run (SPEC §7-§8): data, model, SGD, DEBA scheduling, evaluation each epoch,
+ * trace.csv/meta.csv/checkpoint in the run directory, resume after an interruption. The
+ * library entry point behind deba-train and deba-profile. */
+#ifndef TR_TRAIN_H
+#define TR_TRAIN_H
+
+#include <stdint.h>
+#include "deba/error.h"
+#include "deba/sched.h"
+#include "trainer/data/dataset.h"
+#include "trainer/graph.h"
+
+typedef enum { TR_LR_NONE, TR_LR_LINEAR, TR_LR_SQRT, TR_LR_SCALING_COUNT } tr_lr_scaling;
+
+typedef struct {
+    char arch[64];
+    char dataset[64];
+    char data_dir[4096];          /* "" = the dataset's default directory */
+    char label[64];               /* "" = the method's name */
+    char out[4096];               /* root of run directories */
+    char device[16];              /* cpu | cuda | auto */
+    char thresholds_src[4096];    /* where tau/theta/lambda came from, for meta.csv */
+    int epochs;
+    uint64_t seed;
+    deba_sched_config sched;      /* method, B0 (--batch), bounds, thresholds, W, C, α, β */
+    double lr, momentum, weight_decay;
+    tr_lr_scaling lr_scaling;
+    int subset, test_subset;      /* 0 = all */
+    int image_size;               /* 0 = the dataset's */
+    int augment;                  /* -1: on for CIFAR, off otherwise */
+    int resume, force, quiet;
+    int progress;                 /* draw a progress bar on stderr */
+} tr_train_config;
+
+typedef struct {
+    char run_dir[4096];
+    char status[16];              /* completed | diverged | interrupted */
+    int epochs_done;
+    double final_test_acc, best_test_acc, total_train_time_s;
+} tr_train_result;
+
+/* SPEC defaults: lr 0.01, momentum 0.9, wd 5e-4, B0 64, device auto, seed 42, 10 epochs. */
+void tr_train_config_default(tr_train_config *c);
+const char *tr_lr_scaling_name(tr_lr_scaling s);
+int tr_lr_scaling_parse(const char *s);            /* -1 when unknown */
+
+/* Runs (or resumes) one training. DEBA_E_INPUT for bad configuration or data, with the option
+ * or file named; a diverged run is not an error (result status says so). */
+deba_status tr_train_run(const tr_train_config *c, tr_train_result *r, deba_err *e);
+
+/* Set by a SIGINT/SIGTERM handler in the tool: the run stops after the current step, keeps its
+ * last checkpoint and marks itself interrupted. */
+extern volatile int tr_train_stop_requested;
+
+#endif
