@@ -333,6 +333,10 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
     deba_status st = DEBA_OK;
     const char *status = "completed";
     int last_b = r->trace.n ? r->trace.rows[r->trace.n - 1].batch_size : 0;
+    /* Fault injection for the resume test: die like SIGKILL right after this epoch's
+     * checkpoint and before its trace row. */
+    const char *fault = getenv("DEBA_FAULT_KILL_AFTER_EPOCH");
+    int fault_epoch = fault ? atoi(fault) : 0;
     for (int t = r->info.epoch + 1; t <= c->epochs; t++) {
         int oom;
         if ((st = plan_epoch(r, last_b, &oom, e))) return st;
@@ -383,6 +387,7 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
         /* checkpoint first: a kill between the two leaves a checkpoint whose trace rows
          * rebuild trace.csv on resume */
         if ((st = tr_ckpt_save(r->ckpt_path, &r->info, r->g, r->sched, &r->trace, e))) return st;
+        if (fault_epoch == t) _exit(137);   /* tests: a kill at the worst moment */
         if ((st = deba_trace_append_row(r->trace_f, r->trace_path, &row, e))) return st;
         if (c->progress) fprintf(stderr, "\r%*s\r", 100, "");
         if (!c->quiet)
