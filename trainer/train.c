@@ -327,6 +327,15 @@ static deba_status plan_epoch(run_state *r, int last_b, int *oom, deba_err *e)
     return st;
 }
 
+static int row_finite(const deba_trace_row *r)
+{
+    const double v[] = {r->lr, r->train_loss, r->train_acc, r->test_loss, r->test_acc, r->grad_var,
+                        r->grad_norm, r->norm_var, r->loss_var, r->confidence, r->samples_per_s};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
 static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
 {
     const tr_train_config *c = r->c;
@@ -376,7 +385,7 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
         row.data_time_s = es.data;
         row.signal_time_s = es.signal;
         row.samples_per_s = es.samples / (es.train_time > 0 ? es.train_time : 1e-9);
-        if (!isfinite(row.test_loss)) {
+        if (!row_finite(&row)) {   /* finite loss but overflowing gradients, or eval blew up */
             status = "diverged";
             break;
         }
