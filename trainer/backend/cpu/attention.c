@@ -1,0 +1,192 @@
+/* CPU multi-head self-attention as nn.MultiheadAttention(D, heads, batch_first=True) without
+ * dropout: the projections are batched GEMMs over all N*T rows, the per-head products small
+ * GEMMs issued serially (OpenBLAS threads them), softmax and its backward OpenMP loops. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "trainer/backend/cpu/ops_extra.h"
+
+typedef struct {
+    int t, d, heads, dh;
+    float scale;                 /* 1/sqrt(dh) */
+    float *qkv;                  /* (planned_n, T, 3D): q | k | v per row, head h at h*dh */
+    float *prob;                 /* (planned_n, heads, T, T) */
+    float *ctx;                  /* (planned_n, T, D): heads' outputs, concatenated */
+} attn_view;
+
+static attn_view attn_view_of(const tr_graph *g, const tr_node *nd)
+{
+    const tr_tensor *x = &g->tensors[nd->in[0]];
+    attn_view a;
+    a.t = x->c;
+    a.d = x->w;
+    a.heads = nd->attr.attn.heads;
+    a.dh = a.d / a.heads;
+    a.scale = 1.f / sqrtf((float)a.dh);
+    int64_t pn = g->planned_n;
+    a.qkv = nd->saved;
+    a.prob = a.qkv + pn * a.t * 3 * a.d;
+    a.ctx = a.prob + pn * a.heads * a.t * a.t;
+    return a;
+}
+
+/* y (rows, cols) += bias broadcast over rows */
+static void add_bias_rows(float *y, const float *bias, int64_t rows, int cols)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) y[r * cols + j] += bias[j];
+}
+
+/* db (cols) += column sums of dy (rows, cols), in column blocks so rows are read contiguously */
+static void col_sums_add(float *db, const float *dy, int64_t rows, int cols)
+{
+    enum { BLK = 64 };
+    int nblk = (cols + BLK - 1) / BLK;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < nblk; b++) {
+        int j0 = b * BLK, j1 = j0 + BLK < cols ? j0 + BLK : cols;
+        float acc[BLK] = {0};
+        for (int64_t r = 0; r < rows; r++)
+            for (int j = j0; j < j1; j++) acc[j - j0] += dy[r * cols + j];
+        for (int j = j0; j < j1; j++) db[j] += acc[j - j0];
+    }
+}
+
+void tr_cpu_attention_forward(tr_graph *g, tr_node *nd, int n)
+{
+    const tr_tensor *x = &g->tensors[nd->in[0]];
+    tr_tensor *y = &g->tensors[nd->out];
+    attn_view a = attn_view_of(g, nd);
+    int t = a.t, d = a.d, h = a.heads, dh = a.dh;
+    const float *w_in = g->params + g->pspecs[nd->param[0]].off;     /* (3D, D) */
+    const float *b_in = g->params + g->pspecs[nd->param[1]].off;     /* (3D) */
+    const float *w_out = g->params + g->pspecs[nd->param[2]].off;    /* (D, D) */
+    const float *b_out = g->params + g->pspecs[nd->param[3]].off;    /* (D) */
+    int64_t rows = (int64_t)n * t;
+
+    /* qkv = x W_in^T + b_in */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, 3 * d, d, 1.f, x->data, d,
+                w_in, d, 0.f, a.qkv, 3 * d);
+    add_bias_rows(a.qkv, b_in, rows, 3 * d);
+
+    /* scores = q k^T / sqrt(dh), per sample and head */
+    for (int s = 0; s < n; s++)
+        for (int hh = 0; hh < h; hh++) {
+            const float *q = a.qkv + (int64_t)s * t * 3 * d + hh * dh;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, dh, a.scale, q, 3 * d,
+                        q + d, 3 * d, 0.f, a.prob + ((int64_t)s * h + hh) * t * t, t);
+        }
+
+    /* softmax over each row of scores, in place */
+    int64_t prow = (int64_t)n * h * t;
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < prow; r++) {
+        float *p = a.prob + r * t;
+        float m = p[0];
+        for (int j = 1; j < t; j++) m = p[j] > m ? p[j] : m;
+        float sum = 0.f;
+        for (int j = 0; j < t; j++) {
+            p[j] = expf(p[j] - m);
+            sum += p[j];
+        }
+        float inv = 1.f / sum;
+        for (int j = 0; j < t; j++) p[j] *= inv;
+    }
+
+    /* ctx[:, head] = P v */
+    for (int s = 0; s < n; s++)
+        for (int hh = 0; hh < h; hh++) {
+            const float *v = a.qkv + (int64_t)s * t * 3 * d + 2 * d + hh * dh;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, dh, t, 1.f,
+                        a.prob + ((int64_t)s * h + hh) * t * t, t, v, 3 * d, 0.f,
+                        a.ctx + (int64_t)s * t * d + hh * dh, d);
+        }
+
+    /* y = ctx W_out^T + b_out */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d, d, 1.f, a.ctx, d, w_out, d,
+                0.f, y->data, d);
+    add_bias_rows(y->data, b_out, rows, d);
+}
+
+/* Chunks of samples bounded by the node's ws_max_samples share the scratch: dctx (m, T, D),
+ * dqkv (m, T, 3D), dscores (m, heads, T, T). */
+void tr_cpu_attention_backward(tr_graph *g, tr_node *nd, int n)
+{
+    tr_tensor *x = &g->tensors[nd->in[0]];
+    const tr_tensor *y = &g->tensors[nd->out];
+    attn_view a = attn_view_of(g, nd);
+    int t = a.t, d = a.d, h = a.heads, dh = a.dh;
+    const float *w_in = g->params + g->pspecs[nd->param[0]].off;
+    const float *w_out = g->params + g->pspecs[nd->param[2]].off;
+    float *gw_in = g->grads + g->pspecs[nd->param[0]].off;
+    float *gb_in = g->grads + g->pspecs[nd->param[1]].off;
+    float *gw_out = g->grads + g->pspecs[nd->param[2]].off;
+    float *gb_out = g->grads + g->pspecs[nd->param[3]].off;
+    int chunk = nd->ws_max_samples > 0 && nd->ws_max_samples < n ? nd->ws_max_samples : n;
+
+    col_sums_add(gb_out, y->grad, (int64_t)n * t, d);
+
+    for (int s0 = 0; s0 < n; s0 += chunk) {
+        int m = n - s0 < chunk ? n - s0 : chunk;
+        int64_t rows = (int64_t)m * t;
+        const float *dy = y->grad + (int64_t)s0 * t * d;
+        const float *ctx = a.ctx + (int64_t)s0 * t * d;
+        const float *qkv = a.qkv + (int64_t)s0 * t * 3 * d;
+        const float *prob = a.prob + (int64_t)s0 * h * t * t;
+        const float *xs = x->data + (int64_t)s0 * t * d;
+        float *dctx = g->ws;
+        float *dqkv = dctx + rows * d;
+        float *dsc = dqkv + rows * 3 * d;
+
+        /* output projection */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, d, d, 1.f, dy, d, w_out,
+                    d, 0.f, dctx, d);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, (int)rows, 1.f, dy, d, ctx, d,
+                    1.f, gw_out, d);
+
+        /* dP = dctx v^T, dv = P^T dctx */
+        for (int s = 0; s < m; s++)
+            for (int hh = 0; hh < h; hh++) {
+                int64_t ho = (int64_t)s * t * 3 * d + hh * dh;
+                const float *dc = dctx + (int64_t)s * t * d + hh * dh;
+                const float *p = prob + ((int64_t)s * h + hh) * t * t;
+                float *dp = dsc + ((int64_t)s * h + hh) * t * t;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, dh, 1.f, dc, d,
+                            qkv + ho + 2 * d, 3 * d, 0.f, dp, t);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, dh, t, 1.f, p, t, dc, d,
+                            0.f, dqkv + ho + 2 * d, 3 * d);
+            }
+
+        /* softmax backward: dS = P * (dP - sum(dP * P)), in place */
+        int64_t prow = (int64_t)m * h * t;
+        #pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < prow; r++) {
+            const float *p = prob + r * t;
+            float *dp = dsc + r * t;
+            float dot = 0.f;
+            for (int j = 0; j < t; j++) dot += dp[j] * p[j];
+            for (int j = 0; j < t; j++) dp[j] = p[j] * (dp[j] - dot);
+        }
+
+        /* dq = scale dS k, dk = scale dS^T q */
+        for (int s = 0; s < m; s++)
+            for (int hh = 0; hh < h; hh++) {
+                int64_t ho = (int64_t)s * t * 3 * d + hh * dh;
+                const float *ds = dsc + ((int64_t)s * h + hh) * t * t;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, dh, t, a.scale, ds, t,
+                            qkv + ho + d, 3 * d, 0.f, dqkv + ho, 3 * d);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, dh, t, a.scale, ds, t,
+                            qkv + ho, 3 * d, 0.f, dqkv + ho + d, 3 * d);
+            }
+
+        /* input projection */
+        if (x->grad)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, d, 3 * d, 1.f, dqkv,
+                        3 * d, w_in, d, 1.f, x->grad + (int64_t)s0 * t * d, d);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 3 * d, d, (int)rows, 1.f, dqkv, 3 * d,
+                    xs, d, 1.f, gw_in, d);
+        col_sums_add(gb_in, dqkv, rows, 3 * d);
+    }
+}
