@@ -1,0 +1,164 @@
+/* Element-wise activations, linear layers, residual addition, the loss, SGD and the gradient
+ * moments on the CPU. The arithmetic of activations and SGD comes from layers/elementwise.h. */
+#include "trainer/backend/cpu/cpu_kernels.h"
+
+#include <math.h>
+#include "trainer/layers/elementwise.h"
+
+/* One loop per kind, so the switch inside tr_act_* folds away and the loop can vectorise. */
+#define ACT_LOOP(KIND, BODY)                                         \
+    case KIND: {                                                     \
+        const tr_act kind_ = KIND;                                   \
+        _Pragma("omp parallel for simd schedule(static)")            \
+        for (int64_t i = 0; i < total; i++) BODY;                    \
+        break;                                                       \
+    }
+#define ACT_SWITCH(kind, BODY)                                       \
+    switch (kind) {                                                  \
+        ACT_LOOP(TR_ACT_RELU, BODY)                                  \
+        ACT_LOOP(TR_ACT_RELU6, BODY)                                 \
+        ACT_LOOP(TR_ACT_SIGMOID, BODY)                               \
+        ACT_LOOP(TR_ACT_SILU, BODY)                                  \
+        ACT_LOOP(TR_ACT_HSIGMOID, BODY)                              \
+        ACT_LOOP(TR_ACT_HSWISH, BODY)                                \
+        ACT_LOOP(TR_ACT_GELU, BODY)                                  \
+    default: break;                                                  \
+    }
+
+void tr_cpu_act_forward(tr_graph *g, tr_node *nd, int n)
+{
+    const tr_tensor *xt = &g->tensors[nd->in[0]];
+    const float *x = xt->data;
+    float *y = g->tensors[nd->out].data;
+    const int64_t total = n * tr_tensor_numel(xt);
+    ACT_SWITCH(nd->attr.act, y[i] = tr_act_forward(kind_, x[i]))
+}
+
+void tr_cpu_act_backward(tr_graph *g, tr_node *nd, int n)
+{
+    const tr_tensor *xt = &g->tensors[nd->in[0]];
+    if (!xt->grad) return;
+    const float *x = xt->data, *dy = g->tensors[nd->out].grad;
+    float *dx = xt->grad;
+    const int64_t total = n * tr_tensor_numel(xt);
+    ACT_SWITCH(nd->attr.act, dx[i] += tr_act_backward(kind_, x[i], dy[i]))
+}
+
+/* y (rows, out) = x (rows, in) W^T + b, rows = n*c*h. */
+void tr_cpu_linear_forward(tr_graph *g, tr_node *nd, int n)
+{
+    const tr_tensor *xt = &g->tensors[nd->in[0]];
+    const int in = nd->attr.linear.in, out = nd->attr.linear.out;
+    const int rows = n * xt->c * xt->h;
+    const float *w = tr_cpu_param(g, nd, 0);
+    float *y = g->tensors[nd->out].data;
+    float beta = 0.f;
+    if (nd->attr.linear.bias) {
+        const float *b = tr_cpu_param(g, nd, 1);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < out; o++) y[(int64_t)r * out + o] = b[o];
+        beta = 1.f;
+    }
+    tr_cpu_sgemm(0, 1, rows, out, in, 1.f, xt->data, in, w, in, beta, y, out);
+}
+
+void tr_cpu_linear_backward(tr_graph *g, tr_node *nd, int n)
+{
+    const tr_tensor *xt = &g->tensors[nd->in[0]];
+    const int in = nd->attr.linear.in, out = nd->attr.linear.out;
+    const int rows = n * xt->c * xt->h;
+    const float *w = tr_cpu_param(g, nd, 0), *dy = g->tensors[nd->out].grad;
+    float *dw = tr_cpu_pgrad(g, nd, 0);
+    /* dW (out, in) += dy^T x; dx (rows, in) += dy W */
+    tr_cpu_sgemm(1, 0, out, in, rows, 1.f, dy, out, xt->data, in, 1.f, dw, in);
+    if (xt->grad)
+        tr_cpu_sgemm(0, 0, rows, in, out, 1.f, dy, out, w, in, 1.f,
+                    xt->grad, in);
+    if (nd->attr.linear.bias) {
+        float *db = tr_cpu_pgrad(g, nd, 1);
+        /* column sums in blocks of 64 columns: rows are read contiguously, threads own columns */
+        const int blocks = (out + 63) / 64;
+#pragma omp parallel for schedule(static)
+        for (int bk = 0; bk < blocks; bk++) {
+            int o0 = bk * 64, o1 = o0 + 64 < out ? o0 + 64 : out;
+            float acc[64] = {0};
+            for (int r = 0; r < rows; r++) {
+                const float *dr = dy + (int64_t)r * out;
+                for (int o = o0; o < o1; o++) acc[o - o0] += dr[o];
+            }
+            for (int o = o0; o < o1; o++) db[o] += acc[o - o0];
+        }
+    }
+}
+
+void tr_cpu_add_forward(tr_graph *g, tr_node *nd, int n)
+{
+    const tr_tensor *at = &g->tensors[nd->in[0]];
+    const float *a = at->data, *b = g->tensors[nd->in[1]].data;
+    float *y = g->tensors[nd->out].data;
+    const int64_t total = n * tr_tensor_numel(at);
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < total; i++) y[i] = a[i] + b[i];
+}
+
+void tr_cpu_add_backward(tr_graph *g, tr_node *nd, int n)
+{
+    const float *dy = g->tensors[nd->out].grad;
+    const int64_t total = n * tr_tensor_numel(&g->tensors[nd->out]);
+    for (int j = 0; j < 2; j++) {
+        float *d = g->tensors[nd->in[j]].grad;
+        if (!d) continue;
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < total; i++) d[i] += dy[i];
+    }
+}
+
+/* Log-softmax through the row maximum, so exp never overflows. */
+void tr_cpu_xent(tr_backend *be, const float *logits, const int *labels, int n, int classes,
+                 float *dlogits, double *loss_sum, int64_t *correct)
+{
+    (void)be;
+    double loss = 0;
+    int64_t hits = 0;
+#pragma omp parallel for schedule(static) reduction(+ : loss, hits)
+    for (int r = 0; r < n; r++) {
+        const float *z = logits + (int64_t)r * classes;
+        float *dz = dlogits + (int64_t)r * classes;
+        int best = 0;
+        for (int j = 1; j < classes; j++)
+            if (z[j] > z[best]) best = j;   /* ties: the first maximum */
+        double mx = z[best], se = 0;
+        for (int j = 0; j < classes; j++) se += exp((double)z[j] - mx);
+        double lse = mx + log(se);
+        int y = labels[r];
+        loss += lse - z[y];
+        hits += best == y;
+        for (int j = 0; j < classes; j++)
+            dz[j] = (float)((exp((double)z[j] - lse) - (j == y)) / n);
+    }
+    *loss_sum = loss;
+    *correct = hits;
+}
+
+void tr_cpu_sgd(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
+                float momentum, float wd)
+{
+    (void)be;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < count; i++) tr_sgd_update(&p[i], g[i], &m[i], lr, momentum, wd);
+}
+
+void tr_cpu_grad_moments(tr_backend *be, const float *g, int64_t count, double *sum, double *sumsq)
+{
+    (void)be;
+    double s = 0, ss = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : s, ss)
+    for (int64_t i = 0; i < count; i++) {
+        double v = g[i];
+        s += v;
+        ss += v * v;
+    }
+    *sum = s;
+    *sumsq = ss;
+}

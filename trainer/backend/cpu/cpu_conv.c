@@ -1,0 +1,407 @@
+/* 2-D convolution on the CPU: im2col + sgemm over chunks of samples (the builder picks the
+ * chunk so each GEMM has enough columns), per-group GEMMs, and a direct OpenMP path for
+ * depthwise convolution that needs no column buffer. Kernel taps that only ever read padding
+ * (a 3x3 conv on a 1x1 map has one live tap) are left out of the columns and the GEMM; the
+ * weights are packed to the live taps in scratch for that. */
+#include "trainer/backend/cpu/cpu_kernels.h"
+#include "trainer/layers/conv_taps.h"
+
+#include <string.h>
+
+typedef struct {
+    int cin, cout, k, s, p, groups;
+    int H, W, OH, OW;
+    int64_t HW, P;          /* input and output plane sizes */
+    int coutg, Kg;          /* per group: output channels, GEMM depth (cin/groups * live taps) */
+    int nt, taps[TR_CONV_MAX_TAPS];   /* live taps ki*k + kj, ascending */
+} conv_geo;
+
+static conv_geo geo_of(const tr_graph *g, const tr_node *nd)
+{
+    const tr_conv_attr *a = &nd->attr.conv;
+    const tr_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    conv_geo q;
+    q.cin = a->cin, q.cout = a->cout, q.k = a->k, q.s = a->stride, q.p = a->pad, q.groups = a->groups;
+    q.H = x->h, q.W = x->w, q.OH = y->h, q.OW = y->w;
+    q.HW = (int64_t)q.H * q.W;
+    q.P = (int64_t)q.OH * q.OW;
+    q.coutg = q.cout / q.groups;
+    q.nt = tr_conv_live_taps(q.H, q.W, q.OH, q.OW, q.k, q.s, q.p, q.taps);
+    q.Kg = q.cin / q.groups * q.nt;
+    return q;
+}
+
+static int all_taps(const conv_geo *q) { return q->nt == q->k * q->k; }
+
+/* Samples per GEMM, as the builder planned the scratch for (ws_max_samples). */
+static int chunk_of(const tr_node *nd, int n)
+{
+    int nb = nd->ws_max_samples > 0 ? nd->ws_max_samples : n;
+    return nb < n ? nb : n;
+}
+
+static int is_pointwise(const conv_geo *q) { return q->k == 1 && q->s == 1 && q->p == 0; }
+
+/* Small output planes (OW below this) copy through a table of input offsets per kernel tap
+ * instead of row-wise memcpy: on 4x4, 2x2 and 1x1 maps the per-row calls cost more than the
+ * copying. The table holds taps*P ints on the stack. */
+#define TR_CONV_TABLE_OW 16
+#define TR_CONV_TABLE_MAX 4096
+
+static int use_table(const conv_geo *q) { return q->OW < TR_CONV_TABLE_OW && q->nt * q->P <= TR_CONV_TABLE_MAX; }
+
+/* tab[p] = input offset within a plane that tap (ki, kj) reads for output p, or -1 (padding). */
+static void tap_table(int *tab, int ki, int kj, const conv_geo *q)
+{
+    for (int oh = 0; oh < q->OH; oh++)
+        for (int ow = 0; ow < q->OW; ow++) {
+            int ih = oh * q->s - q->p + ki, iw = ow * q->s - q->p + kj;
+            tab[oh * q->OW + ow] = ih >= 0 && ih < q->H && iw >= 0 && iw < q->W ? ih * q->W + iw : -1;
+        }
+}
+
+/* x (m, cin, H, W) -> col (cin*nt, m*P): row (ci, live tap), column (sample, oh, ow). */
+static void im2col(float *col, const float *x, int m, const conv_geo *q)
+{
+    const int nt = q->nt, rows = q->cin * nt;
+    const int64_t ld = (int64_t)m * q->P;
+    if (use_table(q)) {
+#pragma omp parallel
+        {
+            int tab[TR_CONV_TABLE_MAX];
+            for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / q->k, q->taps[t] % q->k, q);
+#pragma omp for schedule(static)
+            for (int r = 0; r < rows; r++) {
+                const int ci = r / nt, *tb = tab + (r % nt) * q->P;
+                for (int s = 0; s < m; s++) {
+                    float *dst = col + r * ld + s * q->P;
+                    const float *xp = x + ((int64_t)s * q->cin + ci) * q->HW;
+                    for (int64_t i = 0; i < q->P; i++) dst[i] = tb[i] >= 0 ? xp[tb[i]] : 0.f;
+                }
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        int ci = r / nt, ki = q->taps[r % nt] / q->k, kj = q->taps[r % nt] % q->k;
+        int oh0, oh1, ow0, ow1;
+        tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
+        tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+        for (int s = 0; s < m; s++) {
+            float *dst = col + r * ld + s * q->P;
+            const float *xp = x + ((int64_t)s * q->cin + ci) * q->HW;
+            if (oh0 > 0) memset(dst, 0, sizeof(float) * (size_t)oh0 * q->OW);
+            for (int oh = oh0; oh < oh1; oh++) {
+                float *d = dst + (int64_t)oh * q->OW;
+                const float *xr = xp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
+                for (int ow = 0; ow < ow0; ow++) d[ow] = 0.f;
+                if (q->s == 1)
+                    memcpy(d + ow0, xr + ow0, sizeof(float) * (size_t)(ow1 - ow0));
+                else
+                    for (int ow = ow0; ow < ow1; ow++) d[ow] = xr[ow * q->s];
+                for (int ow = ow1; ow < q->OW; ow++) d[ow] = 0.f;
+            }
+            if (oh1 < q->OH) memset(dst + (int64_t)oh1 * q->OW, 0, sizeof(float) * (size_t)(q->OH - oh1) * q->OW);
+        }
+    }
+}
+
+/* dx (m, cin, H, W) += col2im(dcol): the adjoint of im2col. One thread per (sample, channel)
+ * plane, so no two threads add into the same element. */
+static void col2im_add(float *dx, const float *dcol, int m, const conv_geo *q)
+{
+    const int k = q->k, nt = q->nt;
+    const int64_t ld = (int64_t)m * q->P;
+    if (use_table(q)) {
+#pragma omp parallel
+        {
+            int tab[TR_CONV_TABLE_MAX];
+            for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / k, q->taps[t] % k, q);
+#pragma omp for collapse(2) schedule(static)
+            for (int s = 0; s < m; s++)
+                for (int ci = 0; ci < q->cin; ci++) {
+                    float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
+                    for (int t = 0; t < nt; t++) {
+                        const float *src = dcol + ((int64_t)ci * nt + t) * ld + s * q->P;
+                        const int *tb = tab + t * q->P;
+                        for (int64_t i = 0; i < q->P; i++)
+                            if (tb[i] >= 0) dxp[tb[i]] += src[i];
+                    }
+                }
+        }
+        return;
+    }
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int s = 0; s < m; s++)
+        for (int ci = 0; ci < q->cin; ci++) {
+            float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
+            for (int t = 0; t < nt; t++) {
+                const int ki = q->taps[t] / k, kj = q->taps[t] % k;
+                const float *src = dcol + ((int64_t)ci * nt + t) * ld + s * q->P;
+                int oh0, oh1, ow0, ow1;
+                tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
+                tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+                for (int oh = oh0; oh < oh1; oh++) {
+                    float *d = dxp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
+                    const float *sr = src + (int64_t)oh * q->OW;
+                    if (q->s == 1)
+                        for (int ow = ow0; ow < ow1; ow++) d[ow] += sr[ow];
+                    else
+                        for (int ow = ow0; ow < ow1; ow++) d[ow * q->s] += sr[ow];
+                }
+            }
+        }
+}
+
+/* The weights (cout, cin/g, k, k) restricted to the live taps: (cout, cin/g * nt). */
+static void pack_live(float *wc, const float *w, const conv_geo *q)
+{
+    const int kk = q->k * q->k, rows = q->cout * (q->cin / q->groups);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < q->nt; t++) wc[(int64_t)r * q->nt + t] = w[(int64_t)r * kk + q->taps[t]];
+}
+
+static void unpack_live_add(float *dw, const float *dwc, const conv_geo *q)
+{
+    const int kk = q->k * q->k, rows = q->cout * (q->cin / q->groups);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < q->nt; t++) dw[(int64_t)r * kk + q->taps[t]] += dwc[(int64_t)r * q->nt + t];
+}
+
+/* ---- depthwise (groups == cin == cout): direct loops, parallel over planes ---- */
+
+static void dw_forward(const conv_geo *q, float *y, const float *x, const float *w, const float *b, int n)
+{
+    const int k = q->k;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < q->cin; c++) {
+            const float *xp = x + ((int64_t)s * q->cin + c) * q->HW;
+            float *yp = y + ((int64_t)s * q->cin + c) * q->P;
+            const float *wc = w + (int64_t)c * k * k;
+            float bv = b ? b[c] : 0.f;
+            for (int64_t i = 0; i < q->P; i++) yp[i] = bv;
+            for (int ki = 0; ki < k; ki++)
+                for (int kj = 0; kj < k; kj++) {
+                    float wv = wc[ki * k + kj];
+                    int oh0, oh1, ow0, ow1;
+                    tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
+                    tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+                    for (int oh = oh0; oh < oh1; oh++) {
+                        float *yr = yp + (int64_t)oh * q->OW;
+                        const float *xr = xp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
+                        if (q->s == 1)
+                            for (int ow = ow0; ow < ow1; ow++) yr[ow] += wv * xr[ow];
+                        else
+                            for (int ow = ow0; ow < ow1; ow++) yr[ow] += wv * xr[ow * q->s];
+                    }
+                }
+        }
+}
+
+static void dw_backward(const conv_geo *q, float *dx, float *dw, float *db, const float *dy,
+                        const float *x, const float *w, int n)
+{
+    const int k = q->k;
+    /* parameter grads: one thread per channel, summing over samples */
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < q->cin; c++) {
+        float *dwc = dw + (int64_t)c * k * k;
+        double bsum = 0;
+        for (int s = 0; s < n; s++) {
+            const float *xp = x + ((int64_t)s * q->cin + c) * q->HW;
+            const float *dyp = dy + ((int64_t)s * q->cin + c) * q->P;
+            if (db) {
+                float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+                for (int64_t i = 0; i < q->P; i++) acc += dyp[i];
+                bsum += acc;
+            }
+            for (int ki = 0; ki < k; ki++)
+                for (int kj = 0; kj < k; kj++) {
+                    int oh0, oh1, ow0, ow1;
+                    tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
+                    tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+                    float acc = 0.f;
+                    for (int oh = oh0; oh < oh1; oh++) {
+                        const float *dr = dyp + (int64_t)oh * q->OW;
+                        const float *xr = xp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
+                        if (q->s == 1) {
+#pragma omp simd reduction(+ : acc)
+                            for (int ow = ow0; ow < ow1; ow++) acc += dr[ow] * xr[ow];
+                        } else {
+                            for (int ow = ow0; ow < ow1; ow++) acc += dr[ow] * xr[ow * q->s];
+                        }
+                    }
+                    dwc[ki * k + kj] += acc;
+                }
+        }
+        if (db) db[c] += (float)bsum;
+    }
+    if (!dx) return;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < q->cin; c++) {
+            float *dxp = dx + ((int64_t)s * q->cin + c) * q->HW;
+            const float *dyp = dy + ((int64_t)s * q->cin + c) * q->P;
+            const float *wc = w + (int64_t)c * k * k;
+            for (int ki = 0; ki < k; ki++)
+                for (int kj = 0; kj < k; kj++) {
+                    float wv = wc[ki * k + kj];
+                    int oh0, oh1, ow0, ow1;
+                    tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
+                    tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+                    for (int oh = oh0; oh < oh1; oh++) {
+                        const float *dr = dyp + (int64_t)oh * q->OW;
+                        float *xr = dxp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
+                        if (q->s == 1)
+                            for (int ow = ow0; ow < ow1; ow++) xr[ow] += wv * dr[ow];
+                        else
+                            for (int ow = ow0; ow < ow1; ow++) xr[ow * q->s] += wv * dr[ow];
+                    }
+                }
+        }
+}
+
+static int is_depthwise(const conv_geo *q) { return q->groups == q->cin && q->cin == q->cout && q->groups > 1; }
+
+/* ---- GEMM path ---- */
+
+/* Scratch: [packed weights, packed weight grads when taps are dropped | columns | GEMM output] */
+typedef struct {
+    float *wc, *dwc, *col, *tmp;
+} conv_ws;
+
+static conv_ws ws_of(float *ws, const conv_geo *q, int nb)
+{
+    conv_ws c;
+    const int64_t packed = all_taps(q) ? 0 : (int64_t)q->cout * q->Kg;
+    c.wc = ws;
+    c.dwc = ws + packed;
+    c.col = ws + 2 * packed;
+    c.tmp = c.col + (int64_t)q->cin * q->nt * nb * q->P;
+    return c;
+}
+
+void tr_cpu_conv2d_forward(tr_graph *g, tr_node *nd, int n)
+{
+    conv_geo q = geo_of(g, nd);
+    const float *x = g->tensors[nd->in[0]].data;
+    float *y = g->tensors[nd->out].data;
+    const float *w = tr_cpu_param(g, nd, 0);
+    const float *b = nd->attr.conv.bias ? tr_cpu_param(g, nd, 1) : NULL;
+    if (is_depthwise(&q)) {
+        dw_forward(&q, y, x, w, b, n);
+        return;
+    }
+    const int nb = chunk_of(nd, n);
+    conv_ws ws = ws_of(g->ws, &q, nb);
+    if (!all_taps(&q)) {
+        pack_live(ws.wc, w, &q);
+        w = ws.wc;
+    }
+    for (int s0 = 0; s0 < n; s0 += nb) {
+        const int m = n - s0 < nb ? n - s0 : nb;
+        const int64_t ld = (int64_t)m * q.P;
+        const float *xs = x + (int64_t)s0 * q.cin * q.HW;
+        float *ys = y + (int64_t)s0 * q.cout * q.P;
+        const float *cp = xs;
+        if (!(m == 1 && is_pointwise(&q))) {
+            im2col(ws.col, xs, m, &q);
+            cp = ws.col;
+        }
+        /* one sample: the GEMM's (cout, P) result already is the NCHW output */
+        float *dst = m == 1 ? ys : ws.tmp;
+        for (int gi = 0; gi < q.groups; gi++)
+            tr_cpu_sgemm(0, 0, q.coutg, (int)ld, q.Kg, 1.f, w + (int64_t)gi * q.coutg * q.Kg, q.Kg,
+                         cp + (int64_t)gi * q.Kg * ld, (int)ld, 0.f, dst + (int64_t)gi * q.coutg * ld, (int)ld);
+        if (m == 1 && !b) continue;
+        /* (cout, m, P) -> (m, cout, P), adding the bias on the way */
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int s = 0; s < m; s++)
+            for (int co = 0; co < q.cout; co++) {
+                float *yo = ys + ((int64_t)s * q.cout + co) * q.P;
+                const float *src = dst + (int64_t)co * ld + (int64_t)s * q.P;
+                float bv = b ? b[co] : 0.f;
+                if (m == 1) {
+#pragma omp simd
+                    for (int64_t i = 0; i < q.P; i++) yo[i] += bv;
+                } else {
+#pragma omp simd
+                    for (int64_t i = 0; i < q.P; i++) yo[i] = src[i] + bv;
+                }
+            }
+    }
+}
+
+void tr_cpu_conv2d_backward(tr_graph *g, tr_node *nd, int n)
+{
+    conv_geo q = geo_of(g, nd);
+    const float *x = g->tensors[nd->in[0]].data;
+    float *dx = g->tensors[nd->in[0]].grad;
+    const float *dy = g->tensors[nd->out].grad;
+    const float *w = tr_cpu_param(g, nd, 0);
+    float *dw = tr_cpu_pgrad(g, nd, 0);
+    float *db = nd->attr.conv.bias ? tr_cpu_pgrad(g, nd, 1) : NULL;
+    if (is_depthwise(&q)) {
+        dw_backward(&q, dx, dw, db, dy, x, w, n);
+        return;
+    }
+    const int nb = chunk_of(nd, n);
+    conv_ws ws = ws_of(g->ws, &q, nb);
+    float *dwg = dw;
+    if (!all_taps(&q)) {
+        pack_live(ws.wc, w, &q);
+        w = ws.wc;
+        memset(ws.dwc, 0, sizeof(float) * (size_t)q.cout * q.Kg);
+        dwg = ws.dwc;
+    }
+    for (int s0 = 0; s0 < n; s0 += nb) {
+        const int m = n - s0 < nb ? n - s0 : nb;
+        const int64_t ld = (int64_t)m * q.P;
+        const float *xs = x + (int64_t)s0 * q.cin * q.HW;
+        const float *dys = dy + (int64_t)s0 * q.cout * q.P;
+        const int direct = m == 1 && is_pointwise(&q);
+        /* dy as (cout, m*P) */
+        const float *dyc = dys;
+        if (m > 1) {
+#pragma omp parallel for collapse(2) schedule(static)
+            for (int co = 0; co < q.cout; co++)
+                for (int s = 0; s < m; s++)
+                    memcpy(ws.tmp + (int64_t)co * ld + (int64_t)s * q.P, dys + ((int64_t)s * q.cout + co) * q.P,
+                           sizeof(float) * (size_t)q.P);
+            dyc = ws.tmp;
+        }
+        if (db) {
+#pragma omp parallel for schedule(static)
+            for (int co = 0; co < q.cout; co++) {
+                const float *r = dyc + (int64_t)co * ld;
+                float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+                for (int64_t i = 0; i < ld; i++) acc += r[i];
+                db[co] += acc;
+            }
+        }
+        const float *cp = xs;
+        if (!direct) {
+            im2col(ws.col, xs, m, &q);
+            cp = ws.col;
+        }
+        for (int gi = 0; gi < q.groups; gi++)
+            tr_cpu_sgemm(0, 1, q.coutg, q.Kg, (int)ld, 1.f, dyc + (int64_t)gi * q.coutg * ld, (int)ld,
+                         cp + (int64_t)gi * q.Kg * ld, (int)ld, 1.f, dwg + (int64_t)gi * q.coutg * q.Kg, q.Kg);
+        if (!dx) continue;
+        float *dxs = dx + (int64_t)s0 * q.cin * q.HW;
+        /* pointwise, one sample: W^T dy is dx's layout already, accumulate straight into it */
+        float *dcol = direct ? dxs : ws.col;
+        for (int gi = 0; gi < q.groups; gi++)
+            tr_cpu_sgemm(1, 0, q.Kg, (int)ld, q.coutg, 1.f, w + (int64_t)gi * q.coutg * q.Kg, q.Kg,
+                         dyc + (int64_t)gi * q.coutg * ld, (int)ld, direct ? 1.f : 0.f,
+                         dcol + (int64_t)gi * q.Kg * ld, (int)ld);
+        if (!direct) col2im_add(dxs, ws.col, m, &q);
+    }
+    if (dwg != dw) unpack_live_add(dw, dwg, &q);
+}
