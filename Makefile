@@ -75,11 +75,11 @@ $(BUILD)/obj/%.o: %.cu
 
 $(LIBDEBA): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	$(AR) rcsP $@ $^
 
 $(LIBTRAIN): $(TRAIN_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	$(AR) rcsP $@ $^
 
 $(BUILD)/bin/%: tools/%.c $(LIBTRAIN) $(LIBDEBA)
 	@mkdir -p $(dir $@)

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "trainer/backend/cpu/cpu_kernels.h"
 #include "trainer/backend/cpu/ops_extra.h"
 
 typedef struct {
@@ -67,11 +68,12 @@ void tr_cpu_attention_forward(tr_graph *g, tr_node *nd, int n)
     int64_t rows = (int64_t)n * t;
 
     /* qkv = x W_in^T + b_in */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, 3 * d, d, 1.f, x->data, d,
+    tr_cpu_sgemm(0, 1, (int)rows, 3 * d, d, 1.f, x->data, d,
                 w_in, d, 0.f, a.qkv, 3 * d);
     add_bias_rows(a.qkv, b_in, rows, 3 * d);
 
     /* scores = q k^T / sqrt(dh), per sample and head */
+    #pragma omp parallel for collapse(2) schedule(static)
     for (int s = 0; s < n; s++)
         for (int hh = 0; hh < h; hh++) {
             const float *q = a.qkv + (int64_t)s * t * 3 * d + hh * dh;
@@ -96,6 +98,7 @@ void tr_cpu_attention_forward(tr_graph *g, tr_node *nd, int n)
     }
 
     /* ctx[:, head] = P v */
+    #pragma omp parallel for collapse(2) schedule(static)
     for (int s = 0; s < n; s++)
         for (int hh = 0; hh < h; hh++) {
             const float *v = a.qkv + (int64_t)s * t * 3 * d + 2 * d + hh * dh;
@@ -105,7 +108,7 @@ void tr_cpu_attention_forward(tr_graph *g, tr_node *nd, int n)
         }
 
     /* y = ctx W_out^T + b_out */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d, d, 1.f, a.ctx, d, w_out, d,
+    tr_cpu_sgemm(0, 1, (int)rows, d, d, 1.f, a.ctx, d, w_out, d,
                 0.f, y->data, d);
     add_bias_rows(y->data, b_out, rows, d);
 }
@@ -141,12 +144,13 @@ void tr_cpu_attention_backward(tr_graph *g, tr_node *nd, int n)
         float *dsc = dqkv + rows * 3 * d;
 
         /* output projection */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, d, d, 1.f, dy, d, w_out,
+        tr_cpu_sgemm(0, 0, (int)rows, d, d, 1.f, dy, d, w_out,
                     d, 0.f, dctx, d);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, (int)rows, 1.f, dy, d, ctx, d,
+        tr_cpu_sgemm(1, 0, d, d, (int)rows, 1.f, dy, d, ctx, d,
                     1.f, gw_out, d);
 
         /* dP = dctx v^T, dv = P^T dctx */
+        #pragma omp parallel for collapse(2) schedule(static)
         for (int s = 0; s < m; s++)
             for (int hh = 0; hh < h; hh++) {
                 int64_t ho = (int64_t)s * t * 3 * d + hh * dh;
@@ -171,6 +175,7 @@ void tr_cpu_attention_backward(tr_graph *g, tr_node *nd, int n)
         }
 
         /* dq = scale dS k, dk = scale dS^T q */
+        #pragma omp parallel for collapse(2) schedule(static)
         for (int s = 0; s < m; s++)
             for (int hh = 0; hh < h; hh++) {
                 int64_t ho = (int64_t)s * t * 3 * d + hh * dh;
@@ -183,9 +188,9 @@ void tr_cpu_attention_backward(tr_graph *g, tr_node *nd, int n)
 
         /* input projection */
         if (x->grad)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, d, 3 * d, 1.f, dqkv,
+            tr_cpu_sgemm(0, 0, (int)rows, d, 3 * d, 1.f, dqkv,
                         3 * d, w_in, d, 1.f, x->grad + (int64_t)s0 * t * d, d);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 3 * d, d, (int)rows, 1.f, dqkv, 3 * d,
+        tr_cpu_sgemm(1, 0, 3 * d, d, (int)rows, 1.f, dqkv, 3 * d,
                     xs, d, 1.f, gw_in, d);
         col_sums_add(gb_in, dqkv, rows, 3 * d);
     }
