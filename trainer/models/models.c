@@ -4,7 +4,7 @@
 #include <string.h>
 
 static const tr_model_desc MODELS[] = {
-    {"cnn_small", NULL, "this project (4 conv-BN-ReLU blocks, for CPU demos)", 32, 8, tr_build_cnn_small},
+    {"cnn_small", NULL, "this project (3 conv-BN-ReLU blocks, 4x4 average pool, for CPU demos)", 32, 8, tr_build_cnn_small},
     {"resnet18", NULL, "torchvision.models.resnet18", 32, 1, tr_build_resnet18},
     {"resnet50", NULL, "torchvision.models.resnet50", 32, 1, tr_build_resnet50},
     {"densenet121", NULL, "torchvision.models.densenet121", 32, 29, tr_build_densenet121},
