@@ -35,7 +35,8 @@ ifneq ($(CU_SRC),)
   TRAIN_SRC += $(wildcard trainer/backend/cuda/*.c)
   CFLAGS   += -DDEBA_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -L$(CUDA_HOME)/extras/CUPTI/lib64 \
-              -lcudnn -lcublas -lcupti -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+              -lcudnn -lcublas -lcupti -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64 \
+              -Wl,-rpath,$(CUDA_HOME)/extras/CUPTI/lib64
 endif
 TOOLS     := deba-calibrate deba-train deba-profile deba-report
 TOOL_BINS := $(addprefix $(BUILD)/bin/,$(notdir $(basename $(wildcard $(addprefix tools/,$(addsuffix .c,$(TOOLS)))))))
@@ -97,7 +98,7 @@ test: deps
 	  if DEBA_BIN=$(CURDIR)/$(BUILD)/bin DEBA_SRC=$(CURDIR) ./$$t; then pass=$$((pass+1)); \
 	  else fail=$$((fail+1)); failed="$$failed $$(basename $$t)"; fi; \
 	done; \
-	echo "test programs: $$pass passed, $$fail failed$${failed:+ ($$failed)}"; \
+	echo "programs: $$pass passed, $$fail failed$${failed:+ ($$failed)}"; \
 	[ $$fail -eq 0 ]
 
 bench: deps
