@@ -147,6 +147,17 @@ static int file_exists(const char *p)
     return stat(p, &st) == 0;
 }
 
+/* Rows in a trace file; 0 when it is absent or holds only its header, -1 when unreadable. */
+static long trace_rows(const char *path)
+{
+    if (!file_exists(path)) return 0;
+    deba_trace t = {0};
+    if (deba_trace_read(path, &t, NULL)) return -1;
+    long n = (long)t.n;
+    deba_trace_free(&t);
+    return n;
+}
+
 /* Decides what an existing run directory means for this invocation. */
 static deba_status prepare_dir(run_state *r, int *resuming, deba_err *e)
 {
@@ -154,11 +165,17 @@ static deba_status prepare_dir(run_state *r, int *resuming, deba_err *e)
     *resuming = 0;
     int has_ckpt = file_exists(r->ckpt_path), has_any = has_ckpt || file_exists(r->trace_path) ||
                                                        file_exists(r->meta_path);
+    if (has_any && c->resume && !has_ckpt && trace_rows(r->trace_path) == 0) {
+        /* killed before its first checkpoint: nothing to lose, start it over */
+        remove(r->trace_path);
+        remove(r->meta_path);
+        return deba_mkdirs(r->dir, e);
+    }
     if (has_any && c->resume) {
-        if (!has_ckpt && file_exists(r->trace_path))
+        if (!has_ckpt)
             return deba_err_set(e, DEBA_E_INPUT, "%s has a trace but no checkpoint: cannot resume (use --force to start over)",
                                 r->dir);
-        *resuming = has_ckpt;
+        *resuming = 1;
         return DEBA_OK;
     }
     if (has_any && !c->force)
