@@ -94,8 +94,8 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBTRAIN) $(LIBDEBA)
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BINS)
 	@pass=0; fail=0; failed=""; \
-	for t in $(TEST_BINS); do \
-	  if DEBA_BIN=$(CURDIR)/$(BUILD)/bin DEBA_SRC=$(CURDIR) ./$$t; then pass=$$((pass+1)); \
+	for t in $(abspath $(TEST_BINS)); do \
+	  if DEBA_BIN=$(abspath $(BUILD))/bin DEBA_SRC=$(CURDIR) $$t; then pass=$$((pass+1)); \
 	  else fail=$$((fail+1)); failed="$$failed $$(basename $$t)"; fi; \
 	done; \
 	echo "programs: $$pass passed, $$fail failed$${failed:+ ($$failed)}"; \
@@ -103,7 +103,12 @@ test: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
-	@for b in $(BENCH_BINS); do DEBA_BIN=$(CURDIR)/$(BUILD)/bin ./$$b || exit 1; done
+	@for b in $(abspath $(BENCH_BINS)); do DEBA_BIN=$(abspath $(BUILD))/bin $$b || exit 1; done
+
+# The README's main command: the whole workflow on real Fashion-MNIST, on CPU.
+demo: deps
+	@$(MAKE) --no-print-directory all
+	DEBA_BIN=$(abspath $(BUILD))/bin scripts/demo.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/deba \

@@ -125,6 +125,19 @@ static void test_determinism_and_columns(void **state)
     assert_string_equal(deba_meta_get(&m, "status"), "completed");
     assert_string_equal(deba_meta_get(&m, "method"), "deba");
     deba_meta_free(&m);
+    /* kernels.csv: per-op time table whose shares add up to 1 */
+    snprintf(p, sizeof p, "%s/cnn_small/fashion-mnist/deba/seed7/kernels.csv", a);
+    deba_table *kt;
+    assert_int_equal(deba_table_read(p, &kt, &e), DEBA_OK);
+    size_t col;
+    assert_int_equal(deba_table_col(kt, "share", &col, &e), DEBA_OK);
+    double share = 0, v;
+    for (size_t i = 0; i < deba_table_nrows(kt); i++) {
+        assert_int_equal(deba_table_double(kt, i, col, &v, &e), DEBA_OK);
+        share += v;
+    }
+    assert_true(deba_table_nrows(kt) >= 5 && fabs(share - 1.0) < 1e-6);
+    deba_table_free(kt);
 }
 
 static void test_resume_after_kill(void **state)
@@ -181,6 +194,7 @@ static void test_bad_input(void **state)
     assert_int_equal(train(a, "--tau -1", NULL), 2);
     assert_int_equal(train(a, "--data /nonexistent/dir", NULL), 2);
     assert_int_equal(train(a, "--method sometimes", NULL), 2);
+    assert_int_equal(train(a, "--device tpu", NULL), 2);
     char *th = tu_write(tmp, "thresholds.csv", "arch,dataset,tau,theta,lambda,epochs_used,runs_used\n"
                                                "resnet18,cifar10,0.5,0.9,0.1,10,1\n");
     snprintf(cmd, sizeof cmd, "--thresholds %s", th);

@@ -15,6 +15,7 @@
 #include "trainer/backend/backend.h"
 #include "trainer/checkpoint.h"
 #include "trainer/models/models.h"
+#include "profiler/kernels.h"
 
 volatile int tr_train_stop_requested = 0;
 
@@ -64,6 +65,7 @@ typedef struct {
     char dir[4096], trace_path[4200], meta_path[4200], ckpt_path[4200];
     tr_dataset *train, *test;
     tr_backend *be;
+    tr_kprof *kp;                /* kernel time per epoch (CUPTI on CUDA) and kernels.csv */
     tr_graph *g;
     deba_sched *sched;
     deba_trace trace;
@@ -81,6 +83,7 @@ static void run_free(run_state *r)
 {
     if (r->trace_f) fclose(r->trace_f);
     tr_graph_free(r->g);
+    tr_kprof_free(r->kp);
     tr_backend_free(r->be);
     deba_sched_free(r->sched);
     deba_trace_free(&r->trace);
@@ -253,6 +256,7 @@ static void train_epoch(run_state *r, int epoch, int B, double lr, epoch_stats *
     for (int i = 0; i < n; i++) r->idx[i] = i;
     tr_rng_shuffle(&r->info.data_rng, r->idx, n);
     g->training = 1;
+    tr_kprof_epoch_begin(r->kp);
     double t0 = now_s();
     for (int start = 0; start < n && !tr_train_stop_requested; start += B) {
         int nb = n - start < B ? n - start : B;
@@ -288,6 +292,8 @@ static void train_epoch(run_state *r, int epoch, int B, double lr, epoch_stats *
         progress(r, epoch, start + nb, n, es->loss_sum / (double)es->samples, es->samples / (now_s() - t0), t0);
     }
     es->train_time = now_s() - t0;
+    double kernels = tr_kprof_epoch_end(r->kp);
+    if (tr_kprof_uses_cupti(r->kp)) es->compute = kernels;   /* SPEC §7: GPU kernel time */
 }
 
 static void evaluate(run_state *r, double *loss, double *acc, double *secs)
@@ -422,6 +428,9 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
                     row.samples_per_s);
         last_b = B;
     }
+    char kpath[4300];
+    snprintf(kpath, sizeof kpath, "%s/kernels.csv", r->dir);
+    if ((st = tr_kprof_write_csv(r->kp, kpath, e))) return st;
     snprintf(res->status, sizeof res->status, "%s", status);
     res->epochs_done = r->info.epoch;
     res->final_test_acc = r->trace.n ? r->trace.rows[r->trace.n - 1].test_acc : 0;
@@ -451,8 +460,11 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
     }
     int resuming;
     if ((st = load_data(&r, e))) goto done;
-    if ((st = prepare_dir(&r, &resuming, e))) goto done;
     if (!(r.be = tr_backend_new(c->device, e))) {
+        st = e->status;
+        goto done;
+    }
+    if (!(r.kp = tr_kprof_new(r.be, e))) {
         st = e->status;
         goto done;
     }
@@ -469,6 +481,8 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
         st = deba_err_set(e, DEBA_E_NOMEM, "out of memory");
         goto done;
     }
+    /* only now, with data, device and model known good, touch the run directory */
+    if ((st = prepare_dir(&r, &resuming, e))) goto done;
     utc_now(r.started, sizeof r.started);
     snprintf(r.info.arch, sizeof r.info.arch, "%s", c->arch);
     snprintf(r.info.dataset, sizeof r.info.dataset, "%s", c->dataset);
