@@ -1,6 +1,7 @@
 /* EfficientNet-B0 as torchvision.models.efficientnet_b0: MBConv stages with squeeze-and-
  * excitation, stochastic depth rising linearly over the blocks, the same names and init. */
 #include "trainer/models/models.h"
+#include "trainer/models/blocks.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,40 +30,18 @@ static const mbconv_cfg B0[] = {
 #define BN_EPS 1e-5f        /* B0..B7 use nn.BatchNorm2d's defaults */
 #define BN_MOMENTUM 0.1f
 
-static const tr_init CONV_W = {TR_INIT_KAIMING_NORMAL_OUT, 0.f};
 static const tr_init ZERO = {TR_INIT_ZERO, 0.f};
 
 static int conv_bn_act(tr_graph *g, const char *p, int x, int cout, int k, int stride, int groups,
                        int act)
 {
-    char n[96];
-    snprintf(n, sizeof n, "%s.0", p);
-    x = tr_conv2d(g, n, x, cout, k, stride, (k - 1) / 2, groups, 0, &CONV_W, NULL);
-    snprintf(n, sizeof n, "%s.1", p);
-    x = tr_batchnorm(g, n, x, BN_EPS, BN_MOMENTUM);
-    if (act >= 0) {
-        snprintf(n, sizeof n, "%s.2", p);
-        x = tr_activation(g, n, x, act);
-    }
-    return x;
+    return tr_block_conv_bn_act(g, p, x, cout, k, stride, groups, act, BN_EPS, BN_MOMENTUM);
 }
 
 /* SqueezeExcitation(c, squeeze, activation=SiLU), scale activation sigmoid. */
 static int squeeze_excite(tr_graph *g, const char *p, int x, int c, int squeeze)
 {
-    char n[96];
-    snprintf(n, sizeof n, "%s.avgpool", p);
-    int s = tr_adaptive_avgpool(g, n, x, 1, 1);
-    snprintf(n, sizeof n, "%s.fc1", p);
-    s = tr_conv2d(g, n, s, squeeze, 1, 1, 0, 1, 1, &CONV_W, &ZERO);
-    snprintf(n, sizeof n, "%s.activation", p);
-    s = tr_activation(g, n, s, TR_ACT_SILU);
-    snprintf(n, sizeof n, "%s.fc2", p);
-    s = tr_conv2d(g, n, s, c, 1, 1, 0, 1, 1, &CONV_W, &ZERO);
-    snprintf(n, sizeof n, "%s.scale_activation", p);
-    s = tr_activation(g, n, s, TR_ACT_SIGMOID);
-    snprintf(n, sizeof n, "%s.scale", p);
-    return tr_mul_channel(g, n, x, s);
+    return tr_block_squeeze_excite(g, p, x, c, squeeze, TR_ACT_SILU, TR_ACT_SIGMOID);
 }
 
 /* MBConv "features.<stage>.<i>": expansion (skipped at ratio 1), depthwise conv, SE with

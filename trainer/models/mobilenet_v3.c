@@ -1,6 +1,7 @@
 /* MobileNetV3-Large as torchvision.models.mobilenet_v3_large (width 1.0, no dilation): the same
  * block table, layer names, BatchNorm settings and initialisation, so parameter counts match. */
 #include "trainer/models/models.h"
+#include "trainer/models/blocks.h"
 
 #include <stdio.h>
 #include "trainer/layers.h"
@@ -43,7 +44,6 @@ static const mbv3_cfg LARGE[] = {
 #define BN_EPS 0.001f
 #define BN_MOMENTUM 0.01f
 
-static const tr_init CONV_W = {TR_INIT_KAIMING_NORMAL_OUT, 0.f};
 static const tr_init ZERO = {TR_INIT_ZERO, 0.f};
 static const tr_init LINEAR_W = {TR_INIT_NORMAL, 0.01f};
 
@@ -52,35 +52,14 @@ static const tr_init LINEAR_W = {TR_INIT_NORMAL, 0.01f};
 static int conv_bn_act(tr_graph *g, const char *p, int x, int cout, int k, int stride, int groups,
                        int act)
 {
-    char n[96];
-    snprintf(n, sizeof n, "%s.0", p);
-    x = tr_conv2d(g, n, x, cout, k, stride, (k - 1) / 2, groups, 0, &CONV_W, NULL);
-    snprintf(n, sizeof n, "%s.1", p);
-    x = tr_batchnorm(g, n, x, BN_EPS, BN_MOMENTUM);
-    if (act >= 0) {
-        snprintf(n, sizeof n, "%s.2", p);
-        x = tr_activation(g, n, x, act);
-    }
-    return x;
+    return tr_block_conv_bn_act(g, p, x, cout, k, stride, groups, act, BN_EPS, BN_MOMENTUM);
 }
 
 /* SqueezeExcitation(c, squeeze, scale_activation=Hardsigmoid): global average, two 1x1 convs
  * with biases, channel-wise scale of the block input. */
 static int squeeze_excite(tr_graph *g, const char *p, int x, int c, int squeeze)
 {
-    char n[96];
-    snprintf(n, sizeof n, "%s.avgpool", p);
-    int s = tr_adaptive_avgpool(g, n, x, 1, 1);
-    snprintf(n, sizeof n, "%s.fc1", p);
-    s = tr_conv2d(g, n, s, squeeze, 1, 1, 0, 1, 1, &CONV_W, &ZERO);
-    snprintf(n, sizeof n, "%s.activation", p);
-    s = tr_activation(g, n, s, TR_ACT_RELU);
-    snprintf(n, sizeof n, "%s.fc2", p);
-    s = tr_conv2d(g, n, s, c, 1, 1, 0, 1, 1, &CONV_W, &ZERO);
-    snprintf(n, sizeof n, "%s.scale_activation", p);
-    s = tr_activation(g, n, s, TR_ACT_HSIGMOID);
-    snprintf(n, sizeof n, "%s.scale", p);
-    return tr_mul_channel(g, n, x, s);
+    return tr_block_squeeze_excite(g, p, x, c, squeeze, TR_ACT_RELU, TR_ACT_HSIGMOID);
 }
 
 /* InvertedResidual: optional 1x1 expansion, depthwise conv, optional SE, linear 1x1
