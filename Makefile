@@ -82,7 +82,7 @@ $(LIBTRAIN): $(TRAIN_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcsP $@ $^
 
-$(BUILD)/bin/%: tools/%.c $(LIBTRAIN) $(LIBDEBA)
+$(BUILD)/bin/%: tools/%.c tools/cli.h $(LIBTRAIN) $(LIBDEBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(LIBTRAIN) $(LIBDEBA) $(LDLIBS)
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "deba/deba.h"
+#include "tools/cli.h"
 #include "profiler/profile.h"
 #include "trainer/train.h"
 
@@ -95,27 +96,12 @@ static int fail(const deba_err *e)
 
 static int parse_long(int code, const char *s, long lo, long hi, long *v)
 {
-    char *end;
-    errno = 0;
-    long x = strtol(s, &end, 10);
-    if (!*s || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, TOOL ": error: --%s: expected an integer in [%ld, %ld], got '%s'\n", opt_name(code), lo, hi, s);
-        return -1;
-    }
-    *v = x;
-    return 0;
+    return cli_parse_long(TOOL, opt_name(code), s, lo, hi, v);
 }
 
 static int parse_double(int code, const char *s, double *v)
 {
-    char *end;
-    double x = strtod(s, &end);
-    if (!*s || *end || !isfinite(x)) {
-        fprintf(stderr, TOOL ": error: --%s: expected a number, got '%s'\n", opt_name(code), s);
-        return -1;
-    }
-    *v = x;
-    return 0;
+    return cli_parse_double(TOOL, opt_name(code), s, v);
 }
 
 /* "2,42,199": integers in [lo, hi], at most max of them, distinct unless dups. */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "deba/deba.h"
+#include "tools/cli.h"
 #include "trainer/data/dataset.h"
 #include "trainer/models/models.h"
 #include "trainer/train.h"
@@ -93,27 +94,12 @@ static int die_usage(const char *fmt, const char *a, const char *b)
 
 static int parse_long(int code, const char *s, long lo, long hi, long *v)
 {
-    char *end;
-    errno = 0;
-    long x = strtol(s, &end, 10);
-    if (!*s || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, TOOL ": error: --%s: expected an integer in [%ld, %ld], got '%s'\n", opt_name(code), lo, hi, s);
-        return -1;
-    }
-    *v = x;
-    return 0;
+    return cli_parse_long(TOOL, opt_name(code), s, lo, hi, v);
 }
 
 static int parse_double(int code, const char *s, double *v)
 {
-    char *end;
-    double x = strtod(s, &end);
-    if (!*s || *end || !isfinite(x)) {
-        fprintf(stderr, TOOL ": error: --%s: expected a number, got '%s'\n", opt_name(code), s);
-        return -1;
-    }
-    *v = x;
-    return 0;
+    return cli_parse_double(TOOL, opt_name(code), s, v);
 }
 
 static void on_signal(int sig)
