@@ -458,9 +458,10 @@ static int train_steps(tr_backend *be, const char *arch, steps_result *r)
     return 0;
 }
 
-/* Step 1 runs forward and backward from identical parameters: only float sums in other orders
- * differ, so the loss agrees to 1e-4 and the gradient norm (what the DEBA signals are made of)
- * to 1e-3. Later steps start from parameters that already differ by lr times that gradient
+/* Step 1 runs forward and backward from identical parameters and identical dropout masks: only
+ * rounding differs (float sums in other orders, cuDNN's Winograd/FFT algorithms, multiply-adds
+ * nvcc fuses into FMAs where the ISO C build of the CPU backend does not), so the loss agrees to
+ * 1e-4 and the gradient norm (what the DEBA signals are made of) to 1e-3. Later steps start from parameters that already differ by lr times that gradient
  * error, amplified by BN over 4 samples on 1x1 maps (ResNet-50's and EfficientNet's late
  * stages), so they get 5e-3 and 5e-2. First bounds, to be tightened from the GPU run's log. */
 static void check_model(const char *arch)
