@@ -95,7 +95,7 @@ test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BINS)
 	@pass=0; fail=0; failed=""; \
 	for t in $(abspath $(TEST_BINS)); do \
-	  if DEBA_BIN=$(abspath $(BUILD))/bin DEBA_SRC=$(CURDIR) $$t; then pass=$$((pass+1)); \
+	  if OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} DEBA_BIN=$(abspath $(BUILD))/bin DEBA_SRC=$(CURDIR) $$t; then pass=$$((pass+1)); \
 	  else fail=$$((fail+1)); failed="$$failed $$(basename $$t)"; fi; \
 	done; \
 	echo "programs: $$pass passed, $$fail failed$${failed:+ ($$failed)}"; \

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static inline int cli_parse_long(const char *tool, const char *opt, const char *s, long lo, long hi, long *v)
 {
@@ -31,6 +32,17 @@ static inline int cli_parse_double(const char *tool, const char *opt, const char
     }
     *v = x;
     return 0;
+}
+
+/* GNU OpenMP threads spin while they wait; on a machine whose cores are shared with other jobs
+ * that made training steps 10-35x slower, while passive waiting costs nothing measurable on an
+ * idle machine (docs/performance.md). libgomp reads the policy once at start-up, so a training
+ * tool re-executes itself with it unless the user chose a policy. */
+static inline void cli_prefer_passive_omp(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);   /* returns only on failure: then run as we are */
 }
 
 #endif

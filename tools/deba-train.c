@@ -140,6 +140,7 @@ static int summary(const char *arch, const char *dataset, int image, int classes
 
 int main(int argc, char **argv)
 {
+    cli_prefer_passive_omp(argv);
     tr_train_config c;
     tr_train_config_default(&c);
     const char *thresholds = NULL;
