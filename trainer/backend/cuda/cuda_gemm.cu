@@ -6,6 +6,7 @@
 #include "trainer/backend/cuda/cuda_internal.h"
 
 #include <math.h>
+#include "trainer/layers/attention_layout.h"
 
 /* ---- linear: y (rows, out) = x (rows, in) W^T + b, rows = n*c*h ---- */
 
@@ -47,29 +48,6 @@ static void linear_backward(tr_graph *g, tr_node *nd, int n)
 
 /* ---- attention ---- */
 
-typedef struct {
-    int t, d, heads, dh;
-    float scale;    /* 1/sqrt(dh) */
-    float *qkv;     /* (planned_n, T, 3D) */
-    float *prob;    /* (planned_n, heads, T, T) */
-    float *ctx;     /* (planned_n, T, D) */
-} attn_view;
-
-static attn_view attn_view_of(const tr_graph *g, const tr_node *nd)
-{
-    const tr_tensor *x = &g->tensors[nd->in[0]];
-    attn_view a;
-    a.t = x->c;
-    a.d = x->w;
-    a.heads = nd->attr.attn.heads;
-    a.dh = a.d / a.heads;
-    a.scale = 1.f / sqrtf((float)a.dh);
-    int64_t pn = g->planned_n;
-    a.qkv = nd->saved;
-    a.prob = a.qkv + pn * a.t * 3 * a.d;
-    a.ctx = a.prob + pn * a.heads * a.t * a.t;
-    return a;
-}
 
 static void attention_forward(tr_graph *g, tr_node *nd, int n)
 {
