@@ -207,9 +207,47 @@ static void test_paper(void **state)
     assert_true(file_has(out, "tables/table3.md", "| Degraded (≥1pt) | 0/6 | — | 0/6 (printed 3/6) | — | 5/6 | — | 1/6 | — | 0/6 | — |"));
     /* Table 4: 8.3% speedup is 100/91.7 = 1.09×, not the printed 1.01× */
     assert_true(file_has(out, "tables/table4.md", "| ViT-B16 | CIFAR-10 | — | — | -0.61 | — | — | 8.3 | 1.09× | 1.01× |"));
+    assert_true(file_has(out, "inconsistencies.md", "ViT-B16/CIFAR-10: a speedup of 8.3% (Table 3, Baseline column) is "
+                                                     "1.09× faster, but Table 4 prints a 1.01× throughput"));
     assert_true(file_has(out, "inconsistencies.md", "Cooldown=5: \"Mean |ΔAcc|\" is printed 1.20"));
-    assert_true(file_has(out, "inconsistencies.md", "accuracy gains in 9/12 cases"));
     assert_true(file_has(tmp, "stdout", "Mean |ΔAcc|\" is printed 1.20, but"));
+    /* Table 4's ΔAcc > 0: all but ResNet-50/CIFAR-10 (−0.59) and ViT-B16/CIFAR-10 (−0.61), against "9/12" (§4.4) */
+    assert_true(file_has(out, "inconsistencies.md", "accuracy gains in 9/12 cases"));
+    assert_true(file_has(out, "inconsistencies.md", "Table 4 has 10/12 (arch, dataset) pairs with ΔAcc > 0"));
+    /* Table 3's Baseline ΔAcc > 0: +2.43, +1.40, +2.37, +6.98 (not −0.59, −0.61), against "5/6" (§6.2) */
+    assert_true(file_has(out, "inconsistencies.md", "Table 3 has 4/6 architectures with ΔAcc > 0 under Baseline"));
+    /* Cooldown=2 losses of ≥ 2.3 points: −2.75, −12.62, −4.30, −2.29 (not +0.64, −1.80), against "all models" */
+    assert_true(file_has(out, "inconsistencies.md", "Table 3 has 4/6 architectures with ΔAcc ≤ -2.25 under Cooldown=2"));
+    /* "36–43 %" (ResNet-18 34.2, DenseNet-121 54.9), "45–62 %" (EfficientNet-B0 43.3), "50–67 %" (ViT-B16 10.0) */
+    assert_true(file_has(out, "inconsistencies.md", "Table 3 gives Baseline ResNet-18 speedup (%) 34.2"));
+    assert_true(file_has(out, "inconsistencies.md", "Table 3 gives Baseline DenseNet-121 speedup (%) 54.9"));
+    assert_true(file_has(out, "inconsistencies.md", "among those architectures is EfficientNet-B0/CIFAR-10's 43.3"));
+    assert_true(file_has(out, "inconsistencies.md", "Table 3's smallest speedup (%) under Cooldown=5 is ViT-B16's 10 "));
+    /* "8 % to 62 %" over Table 4: ViT-B16/CIFAR-100 prints no speedup (%), its 1.05× throughput is
+     * (1 − 1/1.05)·100 = 4.762 %; "30–50 %" (§4.4) against DenseNet-121/CIFAR-100's 62.4 % (§4.3) */
+    char want[256];
+    snprintf(want, sizeof want, "ViT-B16/CIFAR-100's (1 − 1/1.05)·100 = %.4g [check t4_min_speedup:*]", 100.0 / 21.0);
+    assert_true(file_has(out, "inconsistencies.md", want));
+    assert_true(file_has(out, "inconsistencies.md", "30-50% reductions"));
+    assert_true(file_has(out, "inconsistencies.md", "Table 4's largest speedup (%) is DenseNet-121/CIFAR-100's 62.4"));
+    /* Table 2 against Table 4 and the prose: ResNet-50 S̄ 0.185 (not 0.203), ViT-B16 0.546 < 0.55 */
+    assert_true(file_has(out, "inconsistencies.md", "Table 2 gives ResNet-50 S̄ 0.185"));
+    assert_true(file_has(out, "inconsistencies.md", "Table 2 gives ViT-B16 S̄ 0.546"));
+    assert_true(file_has(out, "inconsistencies.md", "for 5 of 6 architectures"));
+    /* §8.3's "60 runs": (12 Table 4 pairs + 24 ablation cells of Table 3) × 5 seeds = 180 */
+    assert_true(file_has(out, "inconsistencies.md", "and Table 3's 24 ablation cells, × 5 seeds, make 180 runs"));
+    /* claims that hold are not listed: 12.0/0.25 = 48, 3/6 drops ≥ 1 from Baseline (2.59, 1.66, 3.32),
+     * ViT-B16's 4.76–8.3 % within "5–8 %", +3.24 ≈ "3.2 %", full history's 7.1 % and 37.1 % */
+    assert_true(file_lacks(out, "inconsistencies.md", "t1_tau_ratio"));
+    assert_true(file_lacks(out, "inconsistencies.md", "t3_count_drop"));
+    assert_true(file_lacks(out, "inconsistencies.md", "t4_min_speedup:ViT-B16"));
+    assert_true(file_lacks(out, "inconsistencies.md", "t4:DenseNet-121:CIFAR-100:dacc"));
+    assert_true(file_lacks(out, "inconsistencies.md", "deba-fullhistory"));
+    assert_true(file_lacks(out, "inconsistencies.md", "Table 2: "));
+    /* 6 archetypes + 5 × 2 summary cells + 6 CIFAR-10 ΔAcc + 7 speedup/throughput pairs + Table 2 vs 4,
+     * and 75 claims; 27 disagree (the 4 derived ones above and 23 claims) */
+    assert_true(file_has(out, "inconsistencies.md", "105 checks"));
+    assert_true(file_has(out, "inconsistencies.md", "; 27 disagree."));
     tu_rmtree(tmp);
 }
 
