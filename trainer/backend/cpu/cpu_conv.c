@@ -108,25 +108,29 @@ static void im2col(float *col, const float *x, int m, const conv_geo *q)
 }
 
 /* dx (m, cin, H, W) += col2im(dcol): the adjoint of im2col. One thread per (sample, channel)
- * plane, so no two threads add into the same element. */
+ * plane, or per channel on small maps, so no two threads add into the same element; either way
+ * each element sums its taps in ascending order. */
 static void col2im_add(float *dx, const float *dcol, int m, const conv_geo *q)
 {
     const int k = q->k, nt = q->nt;
     const int64_t ld = (int64_t)m * q->P;
     if (use_table(q)) {
+        /* channel outermost: each column row is read front to back (sample by sample), while
+         * the channel's m small planes of dx stay in L1 across its taps */
 #pragma omp parallel
         {
             int tab[TR_CONV_TABLE_MAX];
             for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / k, q->taps[t] % k, q);
-#pragma omp for collapse(2) schedule(static)
-            for (int s = 0; s < m; s++)
-                for (int ci = 0; ci < q->cin; ci++) {
-                    float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
-                    for (int t = 0; t < nt; t++) {
-                        const float *src = dcol + ((int64_t)ci * nt + t) * ld + s * q->P;
-                        const int *tb = tab + t * q->P;
+#pragma omp for schedule(static)
+            for (int ci = 0; ci < q->cin; ci++)
+                for (int t = 0; t < nt; t++) {
+                    const float *src = dcol + ((int64_t)ci * nt + t) * ld;
+                    const int *tb = tab + t * q->P;
+                    for (int s = 0; s < m; s++) {
+                        float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
+                        const float *sp = src + (int64_t)s * q->P;
                         for (int64_t i = 0; i < q->P; i++)
-                            if (tb[i] >= 0) dxp[tb[i]] += src[i];
+                            if (tb[i] >= 0) dxp[tb[i]] += sp[i];
                     }
                 }
         }

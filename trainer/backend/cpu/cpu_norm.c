@@ -1,8 +1,33 @@
-/* BatchNorm2d on the CPU, one thread per channel. Forward saves the mean and 1/sqrt(var + eps)
- * it normalised with (nd->saved: mean (C), then rstd (C)); backward uses them. */
+/* BatchNorm2d on the CPU, one thread per block of channels. Forward saves the mean and
+ * 1/sqrt(var + eps) it normalised with (nd->saved: mean (C), then rstd (C)); backward uses them.
+ * Sums run in float within one (sample, channel) plane and in double across planes, always in
+ * sample order, so results do not depend on the thread count. */
 #include "trainer/backend/cpu/cpu_kernels.h"
 
 #include <math.h>
+
+/* Channels per work item: small maps (the 2x2 and 1x1 planes of late ResNet stages) take enough
+ * neighbouring channels that each sample's slice is a contiguous run of at least BN_RUN floats,
+ * instead of one strided plane of 1-4 floats at a time. */
+#define BN_RUN 16
+
+static int bn_block(int64_t HW) { return HW >= BN_RUN ? 1 : (int)((BN_RUN + HW - 1) / HW); }
+
+static float plane_sum(const float *p, int64_t len)
+{
+    float a = 0.f;
+#pragma omp simd reduction(+ : a)
+    for (int64_t j = 0; j < len; j++) a += p[j];
+    return a;
+}
+
+static float plane_sqdev(const float *p, int64_t len, float mu)
+{
+    float a = 0.f;
+#pragma omp simd reduction(+ : a)
+    for (int64_t j = 0; j < len; j++) a += (p[j] - mu) * (p[j] - mu);
+    return a;
+}
 
 void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n)
 {
@@ -15,47 +40,47 @@ void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n)
     float *rmean = g->stats + nd->attr.bn.stat_off, *rvar = rmean + C;
     float *mean = nd->saved, *rstd = nd->saved + C;
     const float eps = nd->attr.bn.eps, mom = nd->attr.bn.momentum;
-    const int training = g->training;
+    const int training = g->training, cb = bn_block(HW), blocks = (C + cb - 1) / cb;
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        double mu, var;
+    for (int bk = 0; bk < blocks; bk++) {
+        const int c0 = bk * cb, c1 = c0 + cb < C ? c0 + cb : C;
+        float scale[BN_RUN], shift[BN_RUN];
+        double acc[BN_RUN], mu[BN_RUN];
         if (training) {
-            double s = 0;
-            for (int i = 0; i < n; i++) {
-                const float *xp = x + ((int64_t)i * C + c) * HW;
-#pragma omp simd reduction(+ : s)
-                for (int64_t j = 0; j < HW; j++) s += xp[j];
-            }
-            mu = s / (double)M;
+            for (int c = c0; c < c1; c++) acc[c - c0] = 0;
+            for (int i = 0; i < n; i++)
+                for (int c = c0; c < c1; c++) acc[c - c0] += plane_sum(x + ((int64_t)i * C + c) * HW, HW);
+            for (int c = c0; c < c1; c++) mu[c - c0] = acc[c - c0] / (double)M, acc[c - c0] = 0;
             /* two passes: the variance does not lose digits to a large mean */
-            double v = 0;
-            for (int i = 0; i < n; i++) {
-                const float *xp = x + ((int64_t)i * C + c) * HW;
-#pragma omp simd reduction(+ : v)
-                for (int64_t j = 0; j < HW; j++) {
-                    double d = xp[j] - mu;
-                    v += d * d;
-                }
+            for (int i = 0; i < n; i++)
+                for (int c = c0; c < c1; c++)
+                    acc[c - c0] += plane_sqdev(x + ((int64_t)i * C + c) * HW, HW, (float)mu[c - c0]);
+        }
+        for (int c = c0; c < c1; c++) {
+            double m = rmean[c], var = rvar[c];
+            if (training) {
+                const double v = acc[c - c0];
+                m = mu[c - c0];
+                var = v / (double)M;
+                /* PyTorch keeps the unbiased variance in the running estimate */
+                const double unbiased = M > 1 ? v / (double)(M - 1) : var;
+                rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * m);
+                rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
             }
-            var = v / (double)M;
-            /* PyTorch keeps the unbiased variance in the running estimate */
-            double unbiased = M > 1 ? v / (double)(M - 1) : var;
-            rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mu);
-            rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
-        } else {
-            mu = rmean[c];
-            var = rvar[c];
+            const float rs = (float)(1.0 / sqrt(var + eps));
+            mean[c] = (float)m;
+            rstd[c] = rs;
+            scale[c - c0] = w[c] * rs;
+            shift[c - c0] = b[c] - (float)m * scale[c - c0];
         }
-        float rs = (float)(1.0 / sqrt(var + eps));
-        mean[c] = (float)mu;
-        rstd[c] = rs;
-        const float scale = w[c] * rs, shift = b[c] - (float)mu * scale;
-        for (int i = 0; i < n; i++) {
-            const float *xp = x + ((int64_t)i * C + c) * HW;
-            float *yp = y + ((int64_t)i * C + c) * HW;
+        for (int i = 0; i < n; i++)
+            for (int c = c0; c < c1; c++) {
+                const float *xp = x + ((int64_t)i * C + c) * HW;
+                float *yp = y + ((int64_t)i * C + c) * HW;
+                const float sc = scale[c - c0], sh = shift[c - c0];
 #pragma omp simd
-            for (int64_t j = 0; j < HW; j++) yp[j] = xp[j] * scale + shift;
-        }
+                for (int64_t j = 0; j < HW; j++) yp[j] = xp[j] * sc + sh;
+            }
     }
 }
 
@@ -70,37 +95,45 @@ void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n)
     const float *w = tr_cpu_param(g, nd, 0);
     float *dw = tr_cpu_pgrad(g, nd, 0), *db = tr_cpu_pgrad(g, nd, 1);
     const float *mean = nd->saved, *rstd = nd->saved + C;
-    const int training = g->training;
+    const int training = g->training, cb = bn_block(HW), blocks = (C + cb - 1) / cb;
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        const float mu = mean[c], rs = rstd[c];
-        double sdy = 0, sdyx = 0;   /* Σ dy, Σ dy * xhat */
-        for (int i = 0; i < n; i++) {
-            const float *xp = x + ((int64_t)i * C + c) * HW;
-            const float *dp = dy + ((int64_t)i * C + c) * HW;
-            float a = 0.f, bb = 0.f;
+    for (int bk = 0; bk < blocks; bk++) {
+        const int c0 = bk * cb, c1 = c0 + cb < C ? c0 + cb : C;
+        double sdy[BN_RUN] = {0}, sdyx[BN_RUN] = {0};   /* Σ dy, Σ dy * xhat */
+        for (int i = 0; i < n; i++)
+            for (int c = c0; c < c1; c++) {
+                const float *xp = x + ((int64_t)i * C + c) * HW;
+                const float *dp = dy + ((int64_t)i * C + c) * HW;
+                const float mu = mean[c];
+                float a = 0.f, bb = 0.f;
 #pragma omp simd reduction(+ : a, bb)
-            for (int64_t j = 0; j < HW; j++) {
-                a += dp[j];
-                bb += dp[j] * (xp[j] - mu);
+                for (int64_t j = 0; j < HW; j++) {
+                    a += dp[j];
+                    bb += dp[j] * (xp[j] - mu);
+                }
+                sdy[c - c0] += a;
+                sdyx[c - c0] += bb;
             }
-            sdy += a;
-            sdyx += bb;
+        float k[BN_RUN], ma[BN_RUN], mb[BN_RUN];
+        for (int c = c0; c < c1; c++) {
+            const float rs = rstd[c];
+            sdyx[c - c0] *= rs;
+            db[c] += (float)sdy[c - c0];
+            dw[c] += (float)sdyx[c - c0];
+            k[c - c0] = w[c] * rs;
+            /* train: the batch statistics depend on x too; eval: a fixed affine map */
+            ma[c - c0] = training ? (float)(sdy[c - c0] / (double)M) : 0.f;
+            mb[c - c0] = training ? (float)(sdyx[c - c0] / (double)M) * rs : 0.f;
         }
-        sdyx *= rs;
-        db[c] += (float)sdy;
-        dw[c] += (float)sdyx;
         if (!dx) continue;
-        const float k = w[c] * rs;
-        /* train: the batch statistics depend on x too; eval: a fixed affine map */
-        const float ma = training ? (float)(sdy / (double)M) : 0.f;
-        const float mb = training ? (float)(sdyx / (double)M) * rs : 0.f;
-        for (int i = 0; i < n; i++) {
-            const float *xp = x + ((int64_t)i * C + c) * HW;
-            const float *dp = dy + ((int64_t)i * C + c) * HW;
-            float *gp = dx + ((int64_t)i * C + c) * HW;
+        for (int i = 0; i < n; i++)
+            for (int c = c0; c < c1; c++) {
+                const float *xp = x + ((int64_t)i * C + c) * HW;
+                const float *dp = dy + ((int64_t)i * C + c) * HW;
+                float *gp = dx + ((int64_t)i * C + c) * HW;
+                const float kc = k[c - c0], mac = ma[c - c0], mbc = mb[c - c0], mu = mean[c];
 #pragma omp simd
-            for (int64_t j = 0; j < HW; j++) gp[j] += k * (dp[j] - ma - (xp[j] - mu) * mb);
-        }
+                for (int64_t j = 0; j < HW; j++) gp[j] += kc * (dp[j] - mac - (xp[j] - mu) * mbc);
+            }
     }
 }
