@@ -259,6 +259,9 @@ deba_status deba_atomic_open(deba_atomic *a, const char *path, deba_err *e)
     if (n == 0 || n >= sizeof a->path)
         return deba_err_set(e, DEBA_E_INPUT, "output path is empty or too long: '%.64s...'", path);
     memcpy(a->path, path, n + 1);
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: is a directory, not a file", path);
     snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid());
     a->f = fopen(a->tmp, "wb");
     if (!a->f) {

@@ -11,6 +11,7 @@
 deba_status deba_run_dir(char *buf, size_t cap, const char *out, const char *arch, const char *dataset,
                          const char *label, int seed, deba_err *e)
 {
+    if (!*out) return deba_err_set(e, DEBA_E_INPUT, "--out: empty directory name");
     int n = snprintf(buf, cap, "%s/%s/%s/%s/seed%d", out, arch, dataset, label, seed);
     if (n < 0 || (size_t)n >= cap)
         return deba_err_set(e, DEBA_E_INPUT, "run directory path too long under '%s'", out);

@@ -410,6 +410,13 @@ static deba_status validate(parser *ps, int conds_line, char *conds_val)
         cond_sched(p, c, &s);
         deba_err e2 = { 0 };
         if (deba_sched_config_check(&s, &e2)) return perr(ps, c->line, "[condition %s]: %s", c->name, e2.msg);
+        const pval *v;
+        if ((v = opt_of(p, c, CO_LR)) && !(v->d > 0))
+            return perr(ps, v->line, "[condition %s]: lr must be > 0 (got %s)", c->name, v->raw);
+        if ((v = opt_of(p, c, CO_MOMENTUM)) && !(v->d >= 0 && v->d < 1))
+            return perr(ps, v->line, "[condition %s]: momentum must be in [0, 1) (got %s)", c->name, v->raw);
+        if ((v = opt_of(p, c, CO_WD)) && !(v->d >= 0))
+            return perr(ps, v->line, "[condition %s]: weight-decay must be >= 0 (got %s)", c->name, v->raw);
     }
     return DEBA_OK;
 }
@@ -428,6 +435,13 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
     FILE *f = fopen(path, "r");
     if (!f) {
         deba_err_set(e, DEBA_E_INPUT, "%s: cannot open: %s", path, strerror(errno));
+        free(p);
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        deba_err_set(e, DEBA_E_INPUT, "%s: is a directory, not a plan file", path);
+        fclose(f);
         free(p);
         return NULL;
     }
@@ -699,7 +713,7 @@ static deba_status write_file(const char *path, const char *text, size_t n, int 
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
-    if (!f) return deba_err_set(e, DEBA_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
+    if (!f) return deba_err_set(e, DEBA_E_IO, "%s: cannot write: %s", path, strerror(errno));
     int bad = fwrite(text, 1, n, f) != n;
     bad |= fclose(f) != 0;
     if (!bad && mode) bad = chmod(tmp, (mode_t)mode) != 0;
@@ -737,9 +751,13 @@ deba_status deba_plan_emit(const deba_plan *p, const char *jobs_path, int force,
         if (st) return st;
     }
     const char *outs[3] = { jobs_path, sbatch, write_profiles ? profiles : NULL };
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        struct stat sb;
+        if (outs[i] && stat(outs[i], &sb) == 0 && S_ISDIR(sb.st_mode))
+            return deba_err_set(e, DEBA_E_INPUT, "%s: is a directory, not a file", outs[i]);
         if (outs[i] && !force && exists(outs[i]))
             return deba_err_set(e, DEBA_E_INPUT, "%s exists (use --force to overwrite)", outs[i]);
+    }
 
     /* Phase 1: runs with nothing to wait for; phase 2: runs that need calibrated thresholds. */
     int cuda = !strcmp(p->device, "cuda");

@@ -242,37 +242,6 @@ void deba_profile_print(FILE *f, const deba_profile *p)
 
 /* ---- training, reusing what is there ---- */
 
-static int same_double(double a, double b) { return fabs(a - b) <= 1e-12 * (fabs(a) > fabs(b) ? fabs(a) : fabs(b)) + 1e-300; }
-
-/* A run directory's meta against the configuration about to (re)use it. */
-static deba_status check_settings(const deba_meta *m, const char *dir, const tr_train_config *c, deba_err *e)
-{
-    const char *method = deba_meta_get(m, "method");
-    if (!method || strcmp(method, deba_method_name(c->sched.method)))
-        return deba_err_set(e, DEBA_E_INPUT, "%s holds a %s run, not %s (use --force to retrain it, or another --out)",
-                            dir, method ? method : "(no method)", deba_method_name(c->sched.method));
-    int kind = tr_dataset_parse(c->dataset);
-    int image = c->image_size > 0 ? c->image_size : kind >= 0 ? tr_dataset_image_size((tr_dataset_kind)kind) : 0;
-    struct { const char *key; double want; } keys[] = {
-        { "batch0", c->sched.b0 }, { "lr", c->lr }, { "momentum", c->momentum }, { "weight_decay", c->weight_decay },
-        { "subset", c->subset }, { "image_size", image }, { "bmin", c->sched.bmin }, { "tau", c->sched.tau },
-        { "theta", c->sched.theta }, { "lambda", c->sched.lambda }, { "window", c->sched.window },
-        { "cooldown", c->sched.cooldown }, { "growth", c->sched.growth }, { "rollback", c->sched.rollback },
-    };
-    /* A fixed-batch run never uses the scheduler's settings: only the first six matter. */
-    size_t nk = c->sched.method == DEBA_METHOD_FIXED ? 6 : sizeof keys / sizeof *keys;
-    for (size_t i = 0; i < nk; i++) {
-        const char *v = deba_meta_get(m, keys[i].key);
-        if (!v) continue;   /* older meta.csv without the key: nothing to compare */
-        char *end;
-        double x = strtod(v, &end);
-        if (*end || !same_double(x, keys[i].want))
-            return deba_err_set(e, DEBA_E_INPUT, "%s was run with %s = %s, not %.17g (use --force to retrain it, or another --out)",
-                                dir, keys[i].key, v, keys[i].want);
-    }
-    return DEBA_OK;
-}
-
 deba_status deba_profile_train(const tr_train_config *c, deba_run_action *action, tr_train_result *r,
                                deba_err *e)
 {
@@ -289,11 +258,14 @@ deba_status deba_profile_train(const tr_train_config *c, deba_run_action *action
         deba_meta m = { 0 };
         deba_trace t = { 0 };
         if ((st = deba_meta_read(path, &m, e))) return st;
+        if ((st = tr_train_check_meta(&m, path, c, e))) {
+            deba_meta_free(&m);
+            return st;
+        }
         snprintf(path, sizeof path, "%s/trace.csv", dir);
         if (file_exists(path)) st = deba_trace_read(path, &t, e);
         long epochs = 0;
         const char *status = deba_meta_get(&m, "status");
-        if (!st) st = check_settings(&m, dir, c, e);
         if (!st) st = deba_meta_get_int(&m, dir, "epochs", &epochs, e);
         snprintf(path, sizeof path, "%s/checkpoint.bin", dir);
         int has_ckpt = file_exists(path);

@@ -261,6 +261,18 @@ static void test_usage_errors(void **state)
     assert_contains(err, "deba-calibrate: error:");
     assert_contains(err, "--frobnicate");
     free(err);
+    /* --out naming a directory: an input error (exit 2) even with --force, and no temporary
+     * file left in it. */
+    char od[4300];
+    snprintf(od, sizeof od, "%s/outdir", g_dir);
+    deba_err e;
+    assert_int_equal(deba_mkdirs(od, &e), DEBA_OK);
+    assert_int_equal(calibrate("--force --out outdir runs"), 2);
+    err = slurp_in("err.txt");
+    assert_contains(err, "deba-calibrate: error: --out outdir is a directory");
+    free(err);
+    assert_int_equal(rmdir(od), 0);   /* still empty */
+
     assert_int_equal(calibrate("--out"), 2);
     assert_int_equal(calibrate(""), 2);   /* no RUN_DIR */
 

@@ -579,8 +579,18 @@ static void test_atomic_failure(void **state)
     assert_non_null(strstr(e.msg, p));
     free(p);
 
-    /* abort removes the temporary file. */
+    /* A directory where the file should go: an input error naming it, before any temporary
+     * file is made (it used to fail only at the rename, as an i/o error). */
     deba_atomic a;
+    p = path_in("adir");
+    assert_int_equal(deba_mkdirs(p, &e), DEBA_OK);
+    assert_int_equal(deba_atomic_open(&a, p, &e), DEBA_E_INPUT);
+    assert_non_null(strstr(e.msg, "is a directory"));
+    assert_int_equal(deba_thresholds_write(p, rows, 1, &e), DEBA_E_INPUT);
+    assert_int_equal(count_files_with(".tmp."), 0);
+    free(p);
+
+    /* abort removes the temporary file. */
     p = path_in("aborted.csv");
     assert_int_equal(deba_atomic_open(&a, p, &e), DEBA_OK);
     fputs("partial", a.f);
@@ -602,6 +612,10 @@ static void test_run_dirs(void **state)
     assert_string_equal(buf, want);
     char small[16];
     assert_int_equal(deba_run_dir(small, sizeof small, g_dir, "resnet18", "cifar10", "fixed", 3, &e), DEBA_E_INPUT);
+    /* An empty root is not "/": the run would land in /resnet18/... */
+    assert_int_equal(deba_run_dir(buf, sizeof buf, "", "resnet18", "cifar10", "fixed", 3, &e), DEBA_E_INPUT);
+    assert_non_null(strstr(e.msg, "--out"));
+    assert_int_equal(deba_run_dir(buf, sizeof buf, g_dir, "resnet18", "cifar10", "fixed", 3, &e), DEBA_OK);
     assert_int_equal(deba_mkdirs(buf, &e), DEBA_OK);
     assert_int_equal(deba_mkdirs(buf, &e), DEBA_OK);   /* again: already there */
 

@@ -204,7 +204,7 @@ static void test_profile_by_hand(void **state)
     assert_int_equal(profile("--arch resnet18 --dataset cifar10 --seeds 1,2,3 --epochs 4 --batch 128 --out runs"), 2);
     err = slurp_in("err.txt");
     assert_contains(err, "deba-profile: error: ");
-    assert_contains(err, "was run with batch0 = 64, not 128 (use --force");
+    assert_contains(err, "started with --batch 64, not 128");
     free(err);
     /* Usage errors. */
     assert_int_equal(profile("--arch resnet18 --dataset cifar10 --seeds 1,1"), 2);
@@ -474,9 +474,36 @@ static void test_plan_errors(void **state)
     char *err = slurp_in("err.txt");
     assert_string_equal(err, "deba-profile: error: bad.ini:6: unknown key 'foo' in [study]\n");
     free(err);
-    char jp[4200];
+    char jp[4200], cmd_ls[4400];
     snprintf(jp, sizeof jp, "%s/jobs.txt", g_dir);
     assert_false(tu_exists(jp));
+    /* SGD settings out of range are plan errors with their line, not runs that train on them. */
+    assert_string_equal(plan_error(STUDY FIXED "lr = -1\n"), ":8: [condition fixed]: lr must be > 0 (got -1)");
+    assert_string_equal(plan_error(STUDY "momentum = 1.5\n" FIXED),
+                        ":6: [condition fixed]: momentum must be in [0, 1) (got 1.5)");
+    assert_string_equal(plan_error(STUDY FIXED "weight-decay = -0.1\n"),
+                        ":8: [condition fixed]: weight-decay must be >= 0 (got -0.1)");
+    /* A directory given as the plan, as the jobs file, or an empty jobs file name: exit 2 with
+     * a message that says so, nothing written. */
+    assert_int_equal(profile("--plan . --run"), 2);
+    err = slurp_in("err.txt");
+    assert_string_equal(err, "deba-profile: error: .: is a directory, not a plan file\n");
+    free(err);
+    free(tu_write(g_dir, "good.ini", STUDY FIXED));
+    char jd[4200];
+    snprintf(jd, sizeof jd, "%s/jobsdir", g_dir);
+    deba_err e2;
+    assert_int_equal(deba_mkdirs(jd, &e2), DEBA_OK);
+    assert_int_equal(profile("--plan good.ini --emit-jobs jobsdir --force"), 2);
+    err = slurp_in("err.txt");
+    assert_string_equal(err, "deba-profile: error: jobsdir: is a directory, not a file\n");
+    free(err);
+    assert_int_equal(profile("--plan good.ini --emit-jobs ''"), 2);
+    err = slurp_in("err.txt");
+    assert_non_null(strstr(err, "--emit-jobs: empty file name"));
+    free(err);
+    snprintf(cmd_ls, sizeof cmd_ls, "ls -A '%s' | grep -q tmp", g_dir);
+    assert_int_not_equal(tu_run(cmd_ls), 0);
     assert_int_equal(profile("--plan bad.ini"), 2);   /* neither --run nor --emit-jobs */
     assert_int_equal(profile("--plan bad.ini --run --arch cnn_small"), 2);
 }

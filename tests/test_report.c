@@ -302,6 +302,11 @@ static void test_bad_inputs(void **state)
     snprintf(args, sizeof args, "--out '%s/o9' '%s/does-not-exist'", tmp, tmp);
     assert_int_equal(report(args, tmp), 2);
     assert_int_equal(report("--bogus x", tmp), 2);
+    /* --out below a file: an input error (exit 2), like --out naming a file */
+    free(tu_write(tmp, "afile", "x\n"));
+    snprintf(args, sizeof args, "--no-figures --out '%s/afile/sub' '%s'", tmp, d1);
+    assert_int_equal(report(args, tmp), 2);
+    assert_true(file_has(tmp, "stderr", "afile: exists and is not a directory"));
     tu_rmtree(tmp);
 }
 

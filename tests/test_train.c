@@ -165,6 +165,44 @@ static void test_resume_after_kill(void **state)
     assert_same_weights(a, b);
 }
 
+/* --resume continues a run with the settings it was started with; other settings, or fewer
+ * epochs than it has done, are input errors that leave the run as it was. */
+static void test_resume_other_settings(void **state)
+{
+    (void)state;
+    if (skip_without_data()) skip();
+    char a[4096], p[4200];
+    snprintf(a, sizeof a, "%s/res-other", tmp);
+    assert_int_equal(train(a, NULL, NULL), 0);
+    snprintf(p, sizeof p, "%s/cnn_small/fashion-mnist/deba/seed7/meta.csv", a);
+    deba_trace before = {0}, after = {0};
+    read_trace(a, "deba", &before);
+    assert_int_equal(train(a, "--resume --epochs 4 --lr 0.05", NULL), 2);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "grep -q 'started with --lr 0.01, not 0.05' %s/stderr.txt", tmp);
+    assert_int_equal(tu_run(cmd), 0);
+    assert_int_equal(train(a, "--resume --epochs 4 --cooldown 3", NULL), 2);
+    assert_int_equal(train(a, "--resume --epochs 2", NULL), 2);   /* 3 epochs done */
+    snprintf(cmd, sizeof cmd, "grep -q 'has 3 epochs done, more than --epochs 2' %s/stderr.txt", tmp);
+    assert_int_equal(tu_run(cmd), 0);
+    read_trace(a, "deba", &after);
+    assert_same_trace(&before, &after);
+    deba_meta m = {0};
+    deba_err e = {0};
+    assert_int_equal(deba_meta_read(p, &m, &e), DEBA_OK);
+    assert_string_equal(deba_meta_get(&m, "epochs"), "3");
+    assert_string_equal(deba_meta_get(&m, "lr"), "0.01");
+    assert_string_equal(deba_meta_get(&m, "status"), "completed");
+    deba_meta_free(&m);
+    /* the same settings and more epochs: it continues */
+    assert_int_equal(train(a, "--resume --epochs 4", NULL), 0);
+    deba_trace_free(&after);
+    read_trace(a, "deba", &after);
+    assert_int_equal(after.n, 4);
+    deba_trace_free(&before);
+    deba_trace_free(&after);
+}
+
 static void test_divergence_keeps_trace(void **state)
 {
     (void)state;
@@ -195,6 +233,37 @@ static void test_bad_input(void **state)
     assert_int_equal(train(a, "--data /nonexistent/dir", NULL), 2);
     assert_int_equal(train(a, "--method sometimes", NULL), 2);
     assert_int_equal(train(a, "--device tpu", NULL), 2);
+    /* SGD settings out of range, an empty label, contradictory options */
+    assert_int_equal(train(a, "--lr -1", NULL), 2);
+    assert_int_equal(train(a, "--lr 0", NULL), 2);
+    assert_int_equal(train(a, "--momentum 1.5", NULL), 2);
+    assert_int_equal(train(a, "--weight-decay -1", NULL), 2);
+    assert_int_equal(train(a, "--label ''", NULL), 2);
+    assert_int_equal(train(a, "--resume --force", NULL), 2);
+    /* a thresholds row with a bad value is blamed on the file, not on --tau */
+    char *thn = tu_write(tmp, "thresholds_neg.csv", "arch,dataset,tau,theta,lambda,epochs_used,runs_used\n"
+                                                    "cnn_small,fashion-mnist,-0.5,0.9,0.1,10,1\n");
+    snprintf(cmd, sizeof cmd, "--thresholds %s", thn);
+    assert_int_equal(train(a, cmd, NULL), 2);
+    snprintf(cmd, sizeof cmd, "grep -q 'thresholds_neg.csv: the cnn_small/fashion-mnist row has tau = -0.5' %s/stderr.txt",
+             tmp);
+    assert_int_equal(tu_run(cmd), 0);
+    free(thn);
+    /* a thresholds path too long for meta.csv: said before the run directory is touched (it used
+     * to leave a run directory with a header-only trace and an empty error message) */
+    char longdir[2048], seg[201];
+    memset(seg, 'd', 200);
+    seg[200] = '\0';
+    snprintf(longdir, sizeof longdir, "%s/%s/%s/%s", tmp, seg, seg, seg);
+    deba_err le = {0};
+    assert_int_equal(deba_mkdirs(longdir, &le), DEBA_OK);
+    char *thl = tu_write(longdir, "thresholds.csv", "arch,dataset,tau,theta,lambda,epochs_used,runs_used\n"
+                                                    "cnn_small,fashion-mnist,0.5,0.9,0.1,10,1\n");
+    snprintf(cmd, sizeof cmd, "--thresholds %s", thl);
+    assert_int_equal(train(a, cmd, NULL), 2);
+    snprintf(cmd, sizeof cmd, "grep -q 'thresholds: path longer than' %s/stderr.txt", tmp);
+    assert_int_equal(tu_run(cmd), 0);
+    free(thl);
     char *th = tu_write(tmp, "thresholds.csv", "arch,dataset,tau,theta,lambda,epochs_used,runs_used\n"
                                                "resnet18,cifar10,0.5,0.9,0.1,10,1\n");
     snprintf(cmd, sizeof cmd, "--thresholds %s", th);
@@ -238,6 +307,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_determinism_and_columns),
         cmocka_unit_test(test_resume_after_kill),
+        cmocka_unit_test(test_resume_other_settings),
         cmocka_unit_test(test_divergence_keeps_trace),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_summary_params),

@@ -84,6 +84,11 @@ int main(int argc, char **argv)
     }
     if (!*out) return fail(DEBA_E_INPUT, "--out: empty file name");
     struct stat sb;
+    if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        char msg[4200];
+        snprintf(msg, sizeof msg, "--out %s is a directory, not a file", out);
+        return fail(DEBA_E_INPUT, msg);
+    }
     if (!force && stat(out, &sb) == 0) {
         char msg[4200];
         snprintf(msg, sizeof msg, "%s exists (use --force to overwrite)", out);

@@ -147,6 +147,7 @@ static int exists(const char *p)
 static int plan_mode(const char *plan, int run, const char *emit, int force, int quiet)
 {
     if (!!run + !!emit != 1) return die_usage("--plan needs exactly one of --run and --emit-jobs FILE%s", "");
+    if (emit && !*emit) return die_usage("--emit-jobs: empty file name%s", "");
     if (run && force)
         return die_usage("--force does not apply to --plan --run%s: completed runs are kept; delete a run directory "
                          "to retrain it", "");
@@ -250,6 +251,7 @@ int main(int argc, char **argv)
         return plan_mode(plan, run, emit, c.force, c.quiet);
     }
     if (run || emit) return die_usage("--run and --emit-jobs need --plan FILE%s", "");
+    if (!c.out[0]) return die_usage("--out: empty directory name%s", "");
     if (!c.arch[0]) return die_usage("--arch is required%s", "");
     if (!c.dataset[0]) return die_usage("--dataset is required%s", "");
     if (steps_given && !sweep) return die_usage("--sweep-steps needs --sweep LIST%s", "");

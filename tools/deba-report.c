@@ -150,7 +150,7 @@ int main(int argc, char **argv)
         }
     }
     if ((s = deba_mkdirs(out, &e))) {
-        rc = die(deba_status_exit_code(s) == 2 ? 1 : deba_status_exit_code(s), e.msg);
+        rc = die(deba_status_exit_code(s), e.msg);
         goto done;
     }
     deba_report_opts o = {out, fmt, figures, quiet};

@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     tr_train_config c;
     tr_train_config_default(&c);
     const char *thresholds = NULL;
-    int want_summary = 0, classes = 0, set_tau = 0, set_theta = 0, set_lambda = 0;
+    int want_summary = 0, classes = 0, set_tau = 0, set_theta = 0, set_lambda = 0, set_label = 0;
     double tau = 0, theta = 0, lambda = 0;
     int ch;
     opterr = 0;
@@ -187,7 +187,7 @@ int main(int argc, char **argv)
         case O_COOLDOWN: bad = parse_long(ch, optarg, 0, 100000, &v); c.sched.cooldown = (int)v; break;
         case O_GROWTH: bad = parse_double(ch, optarg, &d); c.sched.growth = d; break;
         case O_ROLLBACK: bad = parse_double(ch, optarg, &d); c.sched.rollback = d; break;
-        case O_LABEL: snprintf(c.label, sizeof c.label, "%s", optarg); break;
+        case O_LABEL: snprintf(c.label, sizeof c.label, "%s", optarg); set_label = 1; break;
         case O_OUT: snprintf(c.out, sizeof c.out, "%s", optarg); break;
         case O_RESUME: c.resume = 1; break;
         case O_FORCE: c.force = 1; break;
@@ -205,6 +205,11 @@ int main(int argc, char **argv)
     if (!c.dataset[0]) return die_usage("--dataset is required%s%s", "", "");
     if (c.label[0] && (strchr(c.label, '/') || !strcmp(c.label, ".") || !strcmp(c.label, "..")))
         return die_usage("--label: '%s' cannot be a directory name%s", c.label, "");
+    if (set_label && !c.label[0]) return die_usage("--label: empty label%s%s", "", "");
+    if (!c.out[0]) return die_usage("--out: empty directory name%s%s", "", "");
+    if (c.resume && c.force)
+        return die_usage("--resume and --force exclude each other%s%s: --resume continues the run, --force deletes it",
+                         "", "");
 
     deba_err e = {0};
     if (thresholds) {
@@ -217,6 +222,16 @@ int main(int argc, char **argv)
             fprintf(stderr, TOOL ": error: %s\n", e.msg);
             return 2;
         }
+        const double *v[3] = {&row->tau, &row->theta, &row->lambda};
+        static const char *const names[3] = {"tau", "theta", "lambda"};
+        const int set[3] = {set_tau, set_theta, set_lambda};
+        for (int i = 0; i < 3; i++)
+            if (!set[i] && !(isfinite(*v[i]) && *v[i] > 0)) {
+                fprintf(stderr, TOOL ": error: %s: the %s/%s row has %s = %g, which must be > 0 (recalibrate, or "
+                                "pass --%s)\n", thresholds, c.arch, c.dataset, names[i], *v[i], names[i]);
+                free(rows);
+                return 2;
+            }
         c.sched.tau = row->tau, c.sched.theta = row->theta, c.sched.lambda = row->lambda;
         snprintf(c.thresholds_src, sizeof c.thresholds_src, "%s", thresholds);
         free(rows);
@@ -244,6 +259,9 @@ int main(int argc, char **argv)
     if (!c.quiet)
         fprintf(stderr, "%s: %s after %d epochs, final test accuracy %.2f%% (best %.2f%%), train time %.1fs\n",
                 res.run_dir, res.status, res.epochs_done, res.final_test_acc, res.best_test_acc, res.total_train_time_s);
-    if (!strcmp(res.status, "interrupted")) return 1;
+    if (!strcmp(res.status, "interrupted")) {
+        if (!c.quiet) fprintf(stderr, "%s: run the same command with --resume to continue\n", res.run_dir);
+        return 1;
+    }
     return 0;
 }

@@ -104,7 +104,8 @@ static deba_status write_meta(run_state *r, const char *status, deba_err *e)
     double final_acc = r->trace.n ? r->trace.rows[r->trace.n - 1].test_acc : 0;
     if (strcmp(status, "running")) utc_now(fin, sizeof fin);
     deba_status st = DEBA_OK;
-#define SET(k, ...) if (!st) st = deba_meta_set(m, k, __VA_ARGS__)
+    const char *key = NULL;   /* the key deba_meta_set refused (a value too long), for the message */
+#define SET(k, ...) if (!st && (st = deba_meta_set(m, k, __VA_ARGS__))) key = k
     SET("format_version", "%d", DEBA_FORMAT_VERSION);
     SET("tool_version", "%s", DEBA_VERSION);
     SET("arch", "%s", c->arch);
@@ -141,7 +142,10 @@ static deba_status write_meta(run_state *r, const char *status, deba_err *e)
     SET("lr_scaling", "%s", tr_lr_scaling_name(c->lr_scaling));
     SET("thresholds_source", "%s", c->thresholds_src[0] ? c->thresholds_src : "command line");
 #undef SET
-    return st ? st : deba_meta_write(r->meta_path, m, e);
+    if (st)
+        return deba_err_set(e, st, "%s: the value of '%s' is longer than %zu characters", r->meta_path, key,
+                            sizeof m->kv[0].value - 1);
+    return deba_meta_write(r->meta_path, m, e);
 }
 
 static int file_exists(const char *p)
@@ -159,6 +163,45 @@ static long trace_rows(const char *path)
     long n = (long)t.n;
     deba_trace_free(&t);
     return n;
+}
+
+/* A run is resumed with the settings it was started with: anything else would mix two
+ * trainings in one trace while meta.csv names only the last. A fixed-batch run never uses the
+ * scheduler's settings, so only the first six keys matter for it (as deba-profile checks). */
+deba_status tr_train_check_meta(const deba_meta *m, const char *path, const tr_train_config *c, deba_err *e)
+{
+    int kind = tr_dataset_parse(c->dataset);
+    int image = c->image_size > 0 ? c->image_size : kind >= 0 ? tr_dataset_image_size((tr_dataset_kind)kind) : 0;
+    const char *method = deba_meta_get(m, "method");
+    if (method && strcmp(method, deba_method_name(c->sched.method)))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: the run was started with --method %s, not %s: resume it with the "
+                            "same options (or use --force to start over)", path, method,
+                            deba_method_name(c->sched.method));
+    struct { const char *key, *opt; double want; } keys[] = {
+        {"batch0", "batch", c->sched.b0}, {"lr", "lr", c->lr}, {"momentum", "momentum", c->momentum},
+        {"weight_decay", "weight-decay", c->weight_decay}, {"subset", "subset", c->subset},
+        {"image_size", "image-size", image}, {"bmin", "bmin", c->sched.bmin}, {"tau", "tau", c->sched.tau},
+        {"theta", "theta", c->sched.theta}, {"lambda", "lambda", c->sched.lambda},
+        {"window", "window", c->sched.window}, {"cooldown", "cooldown", c->sched.cooldown},
+        {"growth", "growth", c->sched.growth}, {"rollback", "rollback", c->sched.rollback},
+    };
+    size_t nk = c->sched.method == DEBA_METHOD_FIXED ? 6 : sizeof keys / sizeof *keys;
+    for (size_t i = 0; i < nk; i++) {
+        const char *v = deba_meta_get(m, keys[i].key);
+        if (!v) continue;   /* an older meta.csv without the key: nothing to compare */
+        char *end;
+        double x = strtod(v, &end);
+        if (*end || fabs(x - keys[i].want) > 1e-12 * fmax(fabs(x), fabs(keys[i].want)))
+            return deba_err_set(e, DEBA_E_INPUT, "%s: the run was started with --%s %s, not %.15g: resume it with "
+                                "the same options (or use --force to start over)", path, keys[i].opt, v,
+                                keys[i].want);
+    }
+    const char *lrs = deba_meta_get(m, "lr_scaling");
+    if (c->sched.method != DEBA_METHOD_FIXED && lrs && strcmp(lrs, tr_lr_scaling_name(c->lr_scaling)))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: the run was started with --lr-scaling %s, not %s: resume it with "
+                            "the same options (or use --force to start over)", path, lrs,
+                            tr_lr_scaling_name(c->lr_scaling));
+    return DEBA_OK;
 }
 
 /* Decides what an existing run directory means for this invocation. */
@@ -446,6 +489,11 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
     memset(res, 0, sizeof *res);
     r.c = c;
     if (c->epochs < 1) return deba_err_set(e, DEBA_E_INPUT, "--epochs must be at least 1 (got %d)", c->epochs);
+    if (!(isfinite(c->lr) && c->lr > 0)) return deba_err_set(e, DEBA_E_INPUT, "--lr must be > 0 and finite (got %g)", c->lr);
+    if (!(c->momentum >= 0 && c->momentum < 1))
+        return deba_err_set(e, DEBA_E_INPUT, "--momentum must be in [0, 1) (got %g)", c->momentum);
+    if (!(isfinite(c->weight_decay) && c->weight_decay >= 0))
+        return deba_err_set(e, DEBA_E_INPUT, "--weight-decay must be >= 0 and finite (got %g)", c->weight_decay);
     deba_status st = deba_sched_config_check(&c->sched, e);
     if (st) return st;
     const char *label = c->label[0] ? c->label : deba_method_name(c->sched.method);
@@ -481,6 +529,11 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
         st = deba_err_set(e, DEBA_E_NOMEM, "out of memory");
         goto done;
     }
+    if (strlen(c->thresholds_src) >= sizeof r.meta.kv[0].value) {   /* meta.csv records it */
+        st = deba_err_set(e, DEBA_E_INPUT, "--thresholds: path longer than %zu characters",
+                          sizeof r.meta.kv[0].value - 1);
+        goto done;
+    }
     /* only now, with data, device and model known good, touch the run directory */
     if ((st = prepare_dir(&r, &resuming, e))) goto done;
     utc_now(r.started, sizeof r.started);
@@ -498,11 +551,20 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
                               (unsigned long long)c->seed);
             goto done;
         }
+        if (saved.epoch > c->epochs) {
+            st = deba_err_set(e, DEBA_E_INPUT, "%s has %d epochs done, more than --epochs %d: resume with --epochs %d "
+                              "or more (or use --force to start over)", r.dir, saved.epoch, c->epochs, saved.epoch);
+            goto done;
+        }
         r.info = saved;
         deba_meta old = {0};
-        if (!deba_meta_read(r.meta_path, &old, NULL) && deba_meta_get(&old, "started_utc"))
-            snprintf(r.started, sizeof r.started, "%s", deba_meta_get(&old, "started_utc"));
+        if (!deba_meta_read(r.meta_path, &old, NULL)) {
+            if (deba_meta_get(&old, "started_utc"))
+                snprintf(r.started, sizeof r.started, "%s", deba_meta_get(&old, "started_utc"));
+            st = tr_train_check_meta(&old, r.meta_path, c, e);
+        }
         deba_meta_free(&old);
+        if (st) goto done;
         /* the trace on disk may lack the row of the last checkpointed epoch or hold a torn
          * one; the checkpoint's rows are the truth */
         if ((st = deba_trace_write(r.trace_path, &r.trace, e))) goto done;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "deba/error.h"
 #include "deba/sched.h"
+#include "deba/trace.h"
 #include "trainer/data/dataset.h"
 #include "trainer/graph.h"
 
@@ -47,6 +48,12 @@ int tr_lr_scaling_parse(const char *s);            /* -1 when unknown */
 /* Runs (or resumes) one training. DEBA_E_INPUT for bad configuration or data, with the option
  * or file named; a diverged run is not an error (result status says so). */
 deba_status tr_train_run(const tr_train_config *c, tr_train_result *r, deba_err *e);
+
+/* Whether a run directory's meta.csv was written with the settings of c (method, batch, lr,
+ * momentum, weight decay, subset, image size and, for DEBA, the scheduler's): a run is only
+ * ever continued or reused with the settings it was started with. DEBA_E_INPUT names the file,
+ * the option and both values. */
+deba_status tr_train_check_meta(const deba_meta *m, const char *path, const tr_train_config *c, deba_err *e);
 
 /* Set by a SIGINT/SIGTERM handler in the tool: the run stops after the current step, keeps its
  * last checkpoint and marks itself interrupted. */
