@@ -330,7 +330,7 @@ static int cond_applies(const deba_plan *p, const plan_cond *c, const char *arch
 }
 
 /* The scheduler configuration a condition gives (thresholds from a file or calibration are
- * filled in at run time: placeholders here). */
+ * filled in at run time; until then the defaults stand). */
 static void cond_sched(const deba_plan *p, const plan_cond *c, deba_sched_config *s)
 {
     deba_sched_config_default(s);

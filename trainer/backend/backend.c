@@ -1,4 +1,4 @@
-/* Choosing a backend by --device name; builds without nvcc get a CUDA stub that says so. */
+/* Choosing a backend by --device name; a build without nvcc answers --device cuda with an error. */
 #include "trainer/backend/backend.h"
 
 #include <string.h>
