@@ -29,10 +29,12 @@ typedef struct {
     const col_desc *cols;
     size_t ncols;
     size_t row_size;
+    /* optional check across cells of data row r (0-based); fills why and returns 0 when bad */
+    int (*row_ok)(const void *row, size_t r, char *why, size_t cap);
 } file_kind;
 
 #define C(T, type, field) { #field, type, offsetof(T, field) }
-#define KIND(T, cols) { cols, sizeof cols / sizeof cols[0], sizeof(T) }
+#define KIND(T, cols) { cols, sizeof cols / sizeof cols[0], sizeof(T), NULL }
 
 const char DEBA_TRACE_HEADER[] =
     "epoch,batch_size,steps,lr,train_loss,train_acc,test_loss,test_acc,grad_var,grad_norm,"
@@ -76,7 +78,18 @@ static const col_desc sweep_cols[] = {
     C(deba_sweep_row, COL_DOUBLE, grad_var),      C(deba_sweep_row, COL_DOUBLE, compute_util),
 };
 
-static const file_kind TRACE = KIND(deba_trace_row, trace_cols);
+/* A trace is one row per epoch from 1, in order: a repeated, missing or shuffled epoch means
+ * the file was edited or concatenated, and every signal after it would be misread. */
+static int trace_row_ok(const void *row, size_t r, char *why, size_t cap)
+{
+    int epoch = ((const deba_trace_row *)row)->epoch;
+    if (epoch == (int)r + 1) return 1;
+    snprintf(why, cap, "column 'epoch': expected epoch %zu (one row per epoch from 1, in order), got %d", r + 1, epoch);
+    return 0;
+}
+
+static const file_kind TRACE = { trace_cols, sizeof trace_cols / sizeof trace_cols[0], sizeof(deba_trace_row),
+                                 trace_row_ok };
 static const file_kind PROFILE = KIND(deba_profile_row, profile_cols);
 static const file_kind SUMMARY = KIND(deba_summary_row, summary_cols);
 static const file_kind THRESHOLDS = KIND(deba_thresholds_row, thresholds_cols);
@@ -143,9 +156,13 @@ static deba_status rows_read(const char *path, const file_kind *k, void **rows, 
         out = calloc(nr ? nr : 1, k->row_size);
         if (!out) st = deba_err_set(e, DEBA_E_NOMEM, "%s: out of memory", path);
     }
-    for (size_t r = 0; r < nr && st == DEBA_OK; r++)
+    for (size_t r = 0; r < nr && st == DEBA_OK; r++) {
         for (size_t j = 0; j < k->ncols && st == DEBA_OK; j++)
             st = cell_read(t, r, idx[j], &k->cols[j], out + r * k->row_size, e);
+        char why[256];
+        if (st == DEBA_OK && k->row_ok && !k->row_ok(out + r * k->row_size, r, why, sizeof why))
+            st = deba_err_set(e, DEBA_E_INPUT, "%s:%zu: %s", path, deba_table_line(t, r), why);
+    }
     deba_table_free(t);
     if (st != DEBA_OK) {
         free(out);

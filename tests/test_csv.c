@@ -401,6 +401,7 @@ typedef struct {
             "norm_var,loss_var,confidence,decision,epoch_time_s,compute_time_s,data_time_s," \
             "signal_time_s,eval_time_s,samples_per_s\n"
 #define TR1 "1,64,10,0.01,2.3,10,2.2,11,0.5,1.5,0,0,1,warmup,3,2.5,0.3,0.01,0.4,200\n"
+#define TR2 "2,64,10,0.01,2.1,12,2.0,13,0.5,1.4,0.07,0.09,1,warmup,3,2.5,0.3,0.01,0.4,200\n"
 
 static const bad_case bad_cases[] = {
     { "empty.csv", RD_TABLE, "", { "empty file" } },
@@ -421,8 +422,13 @@ static const bad_case bad_cases[] = {
     { "empty_name.csv", RD_THRESH, TH "r,,1,2,3,4,5\n", { ":2:", "column 'dataset' (2)" } },
     { "bad_decision.csv", RD_TRACE, TRH TR1 "2,64,10,0.01,2.3,10,2.2,11,0.5,1.5,0,0,1,grow,3,2.5,0.3,0.01,0.4,200\n",
       { ":3:", "column 'decision' (14)", "unknown decision: 'grow'" } },
-    { "trace_nan.csv", RD_TRACE, TRH TR1 TR1 "3,64,10,0.01,NaN,10,2.2,11,0.5,1.5,0,0,1,hold,3,2.5,0.3,0.01,0.4,200\n",
+    { "trace_nan.csv", RD_TRACE, TRH TR1 TR2 "3,64,10,0.01,NaN,10,2.2,11,0.5,1.5,0,0,1,hold,3,2.5,0.3,0.01,0.4,200\n",
       { ":4:", "column 'train_loss' (5)" } },
+    /* one row per epoch from 1, in order (a concatenated or hand-edited trace) */
+    { "trace_dup_epoch.csv", RD_TRACE, TRH TR1 TR2 TR2, { ":4:", "column 'epoch'", "expected epoch 3" } },
+    { "trace_gap.csv", RD_TRACE, TRH TR1 "3,64,10,0.01,2.1,12,2.0,13,0.5,1.4,0,0,1,hold,3,2.5,0.3,0.01,0.4,200\n",
+      { ":3:", "expected epoch 2", "got 3" } },
+    { "trace_from_2.csv", RD_TRACE, TRH TR2, { ":2:", "expected epoch 1" } },
     { "trace_missing.csv", RD_TRACE, "epoch,batch_size\n1,64\n", { ":1:", "missing column 'steps'" } },
     { "bad_archetype.csv", RD_SUMMARY, "arch,dataset,seeds,S_mean,S_std,archetype\nr,c,3,0.5,0.1,Wobbly\n",
       { ":2:", "column 'archetype' (6)", "unknown archetype: 'Wobbly'" } },
