@@ -48,19 +48,25 @@ int deba_condition_rank(const char *label)
 static deba_status add_warning(deba_analysis *a, deba_err *e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+deba_status deba_strlist_push(char ***list, size_t *n, deba_err *e, const char *fmt, va_list ap)
+{
+    char buf[2048];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    char **w = realloc(*list, (*n + 1) * sizeof *w);
+    if (!w) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    *list = w;
+    if (!(w[*n] = strdup(buf))) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    (*n)++;
+    return DEBA_OK;
+}
+
 static deba_status add_warning(deba_analysis *a, deba_err *e, const char *fmt, ...)
 {
-    char buf[1200];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    deba_status st = deba_strlist_push(&a->warnings, &a->nwarnings, e, fmt, ap);
     va_end(ap);
-    char **w = realloc(a->warnings, (a->nwarnings + 1) * sizeof *w);
-    if (!w) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
-    a->warnings = w;
-    if (!(w[a->nwarnings] = strdup(buf))) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
-    a->nwarnings++;
-    return DEBA_OK;
+    return st;
 }
 
 static deba_status meta_name(const deba_run *r, const char *key, char *dst, deba_err *e)

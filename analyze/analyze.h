@@ -3,6 +3,7 @@
 #ifndef DEBA_ANALYZE_H
 #define DEBA_ANALYZE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include "deba/error.h"
 #include "deba/trace.h"
@@ -82,5 +83,8 @@ int deba_condition_rank(const char *label);
  * ndata datasets × (fixed, deba) × nseeds seeds, `epochs` epochs each; deterministic in seed. */
 deba_status deba_synth_runs(const char *root, int narch, int ndata, int nseeds, int epochs,
                             unsigned seed, deba_err *e);
+
+/* Appends a printf-formatted copy to a growable list of strings (warnings, notes). */
+deba_status deba_strlist_push(char ***list, size_t *n, deba_err *e, const char *fmt, va_list ap);
 
 #endif

@@ -14,17 +14,11 @@ static deba_status note(deba_report_data *d, deba_err *e, const char *fmt, ...) 
 
 static deba_status note(deba_report_data *d, deba_err *e, const char *fmt, ...)
 {
-    char buf[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    deba_status st = deba_strlist_push(&d->notes, &d->nnotes, e, fmt, ap);
     va_end(ap);
-    char **n = realloc(d->notes, (d->nnotes + 1) * sizeof *n);
-    if (!n) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
-    d->notes = n;
-    if (!(n[d->nnotes] = strdup(buf))) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
-    d->nnotes++;
-    return DEBA_OK;
+    return st;
 }
 
 /* ---- reading the transcribed tables ---- */

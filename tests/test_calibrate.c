@@ -6,7 +6,6 @@
 
 #include "deba/deba.h"
 
-static char *g_dir;
 
 #define HEADER "epoch,batch_size,steps,lr,train_loss,train_acc,test_loss,test_acc,grad_var,grad_norm," \
                "norm_var,loss_var,confidence,decision,epoch_time_s,compute_time_s,data_time_s," \
@@ -61,20 +60,6 @@ static void make_fixture(const char *root)
     make_run(root, "cnn_small", "fashion", "fixed", 1, "completed", 3, nv3, lv3, c3);
     make_run(root, "resnet18", "cifar10", "deba", 1, "completed", 5, big, big, big);
     make_run(root, "resnet18", "cifar10", "fixed", 3, "running", 5, big, big, big);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(g_dir);
-    return 0;
 }
 
 /* Runs deba-calibrate with args, stdout and stderr to files in g_dir; returns the exit status. */
@@ -290,10 +275,10 @@ static void test_usage_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_thresholds_by_hand, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_usable_runs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_trace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thresholds_by_hand, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_no_usable_runs, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_trace, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_errors, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

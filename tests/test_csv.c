@@ -9,23 +9,6 @@
 
 #include "deba/deba.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(g_dir);
-    g_dir = NULL;
-    return 0;
-}
-
 static char *path_in(const char *name)
 {
     char *p = malloc(4096);
@@ -677,16 +660,16 @@ static void test_run_dirs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_trace_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_trace_append, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_meta_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_small_files_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trace_round_trip, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_trace_append, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_meta_round_trip, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_small_files_round_trip, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test(test_csv_double_shortest),
-        cmocka_unit_test_setup_teardown(test_tolerant_reading, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lookup_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_atomic_failure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_run_dirs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tolerant_reading, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_errors, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_atomic_failure, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_run_dirs, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,26 +8,11 @@
 #include "deba/deba.h"
 #include "profiler/profile.h"
 
-static char *g_dir;
 
 #define FM_DIR "/usr/share/datasets/fashion-mnist"
 #define HEADER "epoch,batch_size,steps,lr,train_loss,train_acc,test_loss,test_acc,grad_var,grad_norm," \
                "norm_var,loss_var,confidence,decision,epoch_time_s,compute_time_s,data_time_s," \
                "signal_time_s,eval_time_s,samples_per_s\n"
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(g_dir);
-    return 0;
-}
 
 static void assert_contains(const char *hay, const char *needle)
 {
@@ -634,13 +619,13 @@ static void test_plan_run(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_profile_by_hand, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_archetypes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_resume_killed_profile, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_plan_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_emit_jobs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_plan_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profile_by_hand, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_archetypes, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_resume_killed_profile, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_plan_errors, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_emit_jobs, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_plan_run, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

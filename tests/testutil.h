@@ -34,6 +34,25 @@ static inline void tu_rmtree(char *dir)
     free(dir);
 }
 
+/* A scratch directory per test, for cmocka_unit_test_setup_teardown(test, tu_dir_setup,
+ * tu_dir_teardown): the test writes under g_dir. */
+static char *g_dir __attribute__((unused));
+
+static inline int tu_dir_setup(void **state)
+{
+    (void)state;
+    g_dir = tu_mkdtemp();
+    return g_dir ? 0 : -1;
+}
+
+static inline int tu_dir_teardown(void **state)
+{
+    (void)state;
+    tu_rmtree(g_dir);
+    g_dir = NULL;
+    return 0;
+}
+
 /* Writes text to dir/name (creating it) and returns the full path in a static-per-call buffer
  * the caller owns (malloc'd). */
 static inline char *tu_write(const char *dir, const char *name, const char *text)
