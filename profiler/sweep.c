@@ -111,28 +111,16 @@ static void sweep_step(sweep_state *s, int B, step_times *t)
     double ta = now_s();
     next_indices(s, B);
     tr_dataset_batch(s->train, s->idx, B, &bo, &s->aug_rng, s->x, s->y);
-    double tb = now_s();
     tr_graph_set_batch(g, s->x, s->y, B);
-    tr_graph_forward(g, B);
-    double loss;
-    int64_t correct;
-    tr_graph_loss(g, B, &loss, &correct);
-    tr_graph_zero_grads(g);
-    tr_graph_backward(g, B);
-    double tc = now_s();
-    double sum, sumsq;
-    g->be->grad_moments(g->be, g->grads, g->n_params, &sum, &sumsq);
-    double var = deba_step_var(sum, sumsq, g->n_params);
-    double td = now_s();
-    tr_graph_sgd(g, (float)c->lr, (float)c->momentum, (float)c->weight_decay);
-    g->be->sync(g->be);
-    double te = now_s();
-    if (!isfinite(loss) || !isfinite(var)) {
+    tr_step st;
+    tr_train_step(g, B, (float)c->lr, (float)c->momentum, (float)c->weight_decay, &st);
+    double var = deba_step_var(st.grad_sum, st.grad_sumsq, g->n_params);
+    if (!isfinite(st.loss_sum) || !isfinite(var)) {
         t->diverged = 1;
         return;
     }
-    t->wall += te - ta;
-    t->compute += (tc - tb) + (te - td);
+    t->wall += now_s() - ta;
+    t->compute += st.compute_s;
     t->var_sum += var;
     t->steps++;
 }

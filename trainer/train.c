@@ -288,6 +288,22 @@ typedef struct {
     int diverged;
 } epoch_stats;
 
+void tr_train_step(tr_graph *g, int n, float lr, float momentum, float wd, tr_step *out)
+{
+    double t0 = now_s();
+    tr_graph_forward(g, n);
+    tr_graph_loss(g, n, &out->loss_sum, &out->correct);
+    tr_graph_zero_grads(g);
+    tr_graph_backward(g, n);
+    double t1 = now_s();
+    g->be->grad_moments(g->be, g->grads, g->n_params, &out->grad_sum, &out->grad_sumsq);
+    double t2 = now_s();
+    tr_graph_sgd(g, lr, momentum, wd);
+    g->be->sync(g->be);
+    out->compute_s = (t1 - t0) + (now_s() - t2);
+    out->signal_s = t2 - t1;
+}
+
 static void train_epoch(run_state *r, int epoch, int B, double lr, epoch_stats *es)
 {
     const tr_train_config *c = r->c;
@@ -305,31 +321,20 @@ static void train_epoch(run_state *r, int epoch, int B, double lr, epoch_stats *
         int nb = n - start < B ? n - start : B;
         double ta = now_s();
         tr_dataset_batch(r->train, r->idx + start, nb, &bo, &r->info.aug_rng, r->x, r->y);
+        tr_graph_set_batch(g, r->x, r->y, nb);   /* the upload counts as data time */
         double tb = now_s();
-        tr_graph_set_batch(g, r->x, r->y, nb);
-        tr_graph_forward(g, nb);
-        double loss;
-        int64_t correct;
-        tr_graph_loss(g, nb, &loss, &correct);
-        tr_graph_zero_grads(g);
-        tr_graph_backward(g, nb);
-        double tc = now_s();
-        double sum, sumsq;
-        g->be->grad_moments(g->be, g->grads, g->n_params, &sum, &sumsq);
-        deba_gradacc_add(&es->acc, sum, sumsq, g->n_params);
-        double td = now_s();
-        tr_graph_sgd(g, (float)lr, (float)c->momentum, (float)c->weight_decay);
-        g->be->sync(g->be);
-        double te = now_s();
+        tr_step st;
+        tr_train_step(g, nb, (float)lr, (float)c->momentum, (float)c->weight_decay, &st);
+        deba_gradacc_add(&es->acc, st.grad_sum, st.grad_sumsq, g->n_params);
         es->data += tb - ta;
-        es->compute += (tc - tb) + (te - td);
-        es->signal += td - tc;
-        if (!isfinite(loss)) {
+        es->compute += st.compute_s;
+        es->signal += st.signal_s;
+        if (!isfinite(st.loss_sum)) {
             es->diverged = 1;
             break;
         }
-        es->loss_sum += loss;
-        es->correct += correct;
+        es->loss_sum += st.loss_sum;
+        es->correct += st.correct;
         es->samples += nb;
         es->steps++;
         progress(r, epoch, start + nb, n, es->loss_sum / (double)es->samples, es->samples / (now_s() - t0), t0);

@@ -49,6 +49,19 @@ int tr_lr_scaling_parse(const char *s);            /* -1 when unknown */
  * or file named; a diverged run is not an error (result status says so). */
 deba_status tr_train_run(const tr_train_config *c, tr_train_result *r, deba_err *e);
 
+/* What one SGD step measured. */
+typedef struct {
+    double loss_sum;             /* summed over the batch */
+    int64_t correct;
+    double grad_sum, grad_sumsq; /* Σg and Σg² of the step's gradient (SPEC §2) */
+    double compute_s;            /* forward, loss, backward and update (wall clock) */
+    double signal_s;             /* the gradient moments */
+} tr_step;
+
+/* One SGD step on the batch set with tr_graph_set_batch: forward, loss, backward, the SPEC §2
+ * gradient moments (one reduction, before the update), then the update. */
+void tr_train_step(tr_graph *g, int n, float lr, float momentum, float wd, tr_step *out);
+
 /* Whether a run directory's meta.csv was written with the settings of c (method, batch, lr,
  * momentum, weight decay, subset, image size and, for DEBA, the scheduler's): a run is only
  * ever continued or reused with the settings it was started with. DEBA_E_INPUT names the file,
