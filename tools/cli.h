@@ -4,10 +4,19 @@
 #define DEBA_TOOLS_CLI_H
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+/* The long name of the option whose getopt code is `code`. */
+static inline const char *cli_opt_name(const struct option *opts, int code)
+{
+    for (const struct option *o = opts; o->name; o++)
+        if (o->val == code) return o->name;
+    return "?";
+}
 
 static inline int cli_parse_long(const char *tool, const char *opt, const char *s, long lo, long hi, long *v)
 {

@@ -73,12 +73,7 @@ static const struct option OPTS[] = {
     {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0},
 };
 
-static const char *opt_name(int code)
-{
-    for (const struct option *o = OPTS; o->name; o++)
-        if (o->val == code) return o->name;
-    return "?";
-}
+static const char *opt_name(int code) { return cli_opt_name(OPTS, code); }
 
 static int die_usage(const char *fmt, const char *a)
 {
