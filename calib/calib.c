@@ -26,6 +26,15 @@ static deba_status list_groups(const deba_run *runs, size_t n, deba_thresholds_r
 {
     *ng = 0;
     for (size_t i = 0; i < n; i++) {
+        /* A run that does not say what it is cannot be left out quietly: it may be the very
+         * fixed-batch run the user means to calibrate from. */
+        static const char *const need[] = { "method", "status" };
+        for (int k = 0; k < 2; k++) {
+            const char *v = deba_meta_get(&runs[i].meta, need[k]);
+            if (!v || !*v)
+                return deba_err_set(e, DEBA_E_INPUT, "%s/meta.csv: key '%s' missing or empty", runs[i].dir,
+                                    need[k]);
+        }
         if (!deba_calib_usable(&runs[i])) continue;
         const char *keys[2] = { "arch", "dataset" };
         const char *val[2];

@@ -10,6 +10,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define DEBA_TMP_TAG ".tmp."
 
 struct deba_table {
     char *path;
@@ -251,6 +259,10 @@ deba_status deba_table_int(const deba_table *t, size_t row, size_t col, long *v,
 
 /* ---- writing ---- */
 
+/* The temporary file lives in the target's directory (rename must not cross filesystems) under a
+ * name nobody can predict, ".<name>.tmp.<pid>.<random>", and is created with O_EXCL|O_NOFOLLOW:
+ * a file or symlink planted there beforehand can never be followed or overwritten. The pid in
+ * the name lets deba_atomic_clean_stale tell a dead writer's leftovers from a live one's. */
 deba_status deba_atomic_open(deba_atomic *a, const char *path, deba_err *e)
 {
     a->f = NULL;
@@ -262,15 +274,83 @@ deba_status deba_atomic_open(deba_atomic *a, const char *path, deba_err *e)
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
         return deba_err_set(e, DEBA_E_INPUT, "%s: is a directory, not a file", path);
-    snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid());
-    a->f = fopen(a->tmp, "wb");
-    if (!a->f) {
-        int err = errno;
-        a->tmp[0] = '\0';
-        return deba_err_set(e, err == ENOENT || err == ENOTDIR ? DEBA_E_INPUT : DEBA_E_IO,
-                            "%s: cannot create: %s", path, strerror(err));
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path + 1) : 0;
+    const char *base = slash ? slash + 1 : path;
+    if (!*base) return deba_err_set(e, DEBA_E_INPUT, "%s: names a directory, not a file", path);
+    for (int attempt = 0; attempt < 16; attempt++) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)   /* no entropy: still unique per try */
+            r = ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)a ^ ((uint64_t)attempt << 56) ^ (uint64_t)time(NULL);
+        int len = snprintf(a->tmp, sizeof a->tmp, "%.*s.%s" DEBA_TMP_TAG "%ld.%016llx", dirlen, path, base,
+                           (long)getpid(), (unsigned long long)r);
+        if (len < 0 || (size_t)len >= sizeof a->tmp) {
+            a->tmp[0] = '\0';
+            return deba_err_set(e, DEBA_E_INPUT, "output path is too long: '%.64s...'", path);
+        }
+        int fd = open(a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd < 0 && errno == EEXIST) continue;
+        if (fd < 0) {
+            int err = errno;
+            a->tmp[0] = '\0';
+            return deba_err_set(e, err == ENOENT || err == ENOTDIR ? DEBA_E_INPUT : DEBA_E_IO,
+                                "%s: cannot create: %s", path, strerror(err));
+        }
+        a->f = fdopen(fd, "wb");
+        if (!a->f) {
+            int err = errno;
+            close(fd);
+            unlink(a->tmp);
+            a->tmp[0] = '\0';
+            return deba_err_set(e, DEBA_E_NOMEM, "%s: cannot open a stream: %s", path, strerror(err));
+        }
+        return DEBA_OK;
     }
-    return DEBA_OK;
+    a->tmp[0] = '\0';
+    return deba_err_set(e, DEBA_E_IO, "%s: cannot create a temporary file beside it (16 names taken)", path);
+}
+
+/* Whether name is ".<something>.tmp.<pid>.<16 hex>" (or the older "<something>.tmp.<pid>"),
+ * giving the pid. */
+static long stale_tmp_pid(const char *name)
+{
+    const char *tag = NULL;
+    for (const char *p = strstr(name, DEBA_TMP_TAG); p; p = strstr(p + 1, DEBA_TMP_TAG)) tag = p;
+    if (!tag || tag == name) return -1;
+    const char *s = tag + strlen(DEBA_TMP_TAG);
+    char *end;
+    long pid = strtol(s, &end, 10);
+    if (end == s || pid <= 0) return -1;
+    if (*end == '\0') return pid;                       /* the older name */
+    if (name[0] != '.' || *end != '.' || strlen(end + 1) != 16) return -1;
+    for (const char *h = end + 1; *h; h++)
+        if (!isxdigit((unsigned char)*h)) return -1;
+    return pid;
+}
+
+deba_status deba_atomic_clean_stale(const char *dir, int *removed, deba_err *e)
+{
+    if (removed) *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d) return deba_err_set(e, DEBA_E_IO, "%s: cannot list: %s", dir, strerror(errno));
+    int fd = dirfd(d);
+    struct dirent *de;
+    deba_status st = DEBA_OK;
+    while ((de = readdir(d))) {
+        long pid = stale_tmp_pid(de->d_name);
+        if (pid <= 0) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive */
+        struct stat sb;
+        if (fstatat(fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(sb.st_mode)) continue;
+        if (unlinkat(fd, de->d_name, 0) != 0) {
+            st = deba_err_set(e, DEBA_E_IO, "%s/%s: cannot remove stale temporary file: %s", dir, de->d_name,
+                              strerror(errno));
+            break;
+        }
+        if (removed) (*removed)++;
+    }
+    closedir(d);
+    return st;
 }
 
 /* fsync of the directory makes the rename itself durable; failure there is not worth failing

@@ -4,6 +4,7 @@
 #include "deba/csv.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@ typedef struct {
     col_type type;
     size_t off;      /* COL_INT: int, COL_DOUBLE: double, COL_STR: char[DEBA_NAME_MAX],
                         COL_DECISION: deba_decision, COL_ARCHETYPE: deba_archetype */
+    double lo, hi;   /* COL_INT, COL_DOUBLE: the values that can mean something, inclusive */
 } col_desc;
 
 typedef struct {
@@ -31,10 +33,22 @@ typedef struct {
     size_t row_size;
     /* optional check across cells of data row r (0-based); fills why and returns 0 when bad */
     int (*row_ok)(const void *row, size_t r, char *why, size_t cap);
+    /* optional: rows that describe the same thing (a second thresholds row for one arch and
+     * dataset would otherwise be silently shadowed by the first) */
+    int (*same_key)(const void *a, const void *b);
+    const char *key_names;
 } file_kind;
 
-#define C(T, type, field) { #field, type, offsetof(T, field) }
-#define KIND(T, cols) { cols, sizeof cols / sizeof cols[0], sizeof(T), NULL }
+#define C(T, type, field) { #field, type, offsetof(T, field), -HUGE_VAL, HUGE_VAL }
+/* A number with a range: every value a reader accepts is one a writer of ours could have
+ * produced, so a hand-edited or hostile file cannot feed a negative batch or a 300% accuracy
+ * to the analysis. */
+#define R(T, type, field, ...) { #field, type, offsetof(T, field), __VA_ARGS__ }   /* lo, hi */
+#define POS (-0.0)             /* lower bound "≥ 0" */
+#define GT0 DBL_MIN            /* lower bound "> 0" (theta divides: rho = max(theta, 1/theta)) */
+#define INF HUGE_VAL
+#define PCT 0.0, 100.0
+#define KIND(T, cols) { cols, sizeof cols / sizeof cols[0], sizeof(T), NULL, NULL, NULL }
 
 const char DEBA_TRACE_HEADER[] =
     "epoch,batch_size,steps,lr,train_loss,train_acc,test_loss,test_acc,grad_var,grad_norm,"
@@ -42,40 +56,40 @@ const char DEBA_TRACE_HEADER[] =
     "signal_time_s,eval_time_s,samples_per_s";
 
 static const col_desc trace_cols[] = {
-    C(deba_trace_row, COL_INT, epoch),          C(deba_trace_row, COL_INT, batch_size),
-    C(deba_trace_row, COL_INT, steps),          C(deba_trace_row, COL_DOUBLE, lr),
-    C(deba_trace_row, COL_DOUBLE, train_loss),  C(deba_trace_row, COL_DOUBLE, train_acc),
-    C(deba_trace_row, COL_DOUBLE, test_loss),   C(deba_trace_row, COL_DOUBLE, test_acc),
-    C(deba_trace_row, COL_DOUBLE, grad_var),    C(deba_trace_row, COL_DOUBLE, grad_norm),
-    C(deba_trace_row, COL_DOUBLE, norm_var),    C(deba_trace_row, COL_DOUBLE, loss_var),
-    C(deba_trace_row, COL_DOUBLE, confidence),  C(deba_trace_row, COL_DECISION, decision),
-    C(deba_trace_row, COL_DOUBLE, epoch_time_s), C(deba_trace_row, COL_DOUBLE, compute_time_s),
-    C(deba_trace_row, COL_DOUBLE, data_time_s), C(deba_trace_row, COL_DOUBLE, signal_time_s),
-    C(deba_trace_row, COL_DOUBLE, eval_time_s), C(deba_trace_row, COL_DOUBLE, samples_per_s),
+    R(deba_trace_row, COL_INT, epoch, 1, INT_MAX),       R(deba_trace_row, COL_INT, batch_size, 1, INT_MAX),
+    R(deba_trace_row, COL_INT, steps, 0, INT_MAX),       R(deba_trace_row, COL_DOUBLE, lr, POS, INF),
+    R(deba_trace_row, COL_DOUBLE, train_loss, POS, INF), R(deba_trace_row, COL_DOUBLE, train_acc, PCT),
+    R(deba_trace_row, COL_DOUBLE, test_loss, POS, INF),  R(deba_trace_row, COL_DOUBLE, test_acc, PCT),
+    R(deba_trace_row, COL_DOUBLE, grad_var, POS, INF),   R(deba_trace_row, COL_DOUBLE, grad_norm, POS, INF),
+    R(deba_trace_row, COL_DOUBLE, norm_var, POS, INF),   R(deba_trace_row, COL_DOUBLE, loss_var, POS, INF),
+    R(deba_trace_row, COL_DOUBLE, confidence, POS, INF), C(deba_trace_row, COL_DECISION, decision),
+    R(deba_trace_row, COL_DOUBLE, epoch_time_s, POS, INF), R(deba_trace_row, COL_DOUBLE, compute_time_s, POS, INF),
+    R(deba_trace_row, COL_DOUBLE, data_time_s, POS, INF), R(deba_trace_row, COL_DOUBLE, signal_time_s, POS, INF),
+    R(deba_trace_row, COL_DOUBLE, eval_time_s, POS, INF), R(deba_trace_row, COL_DOUBLE, samples_per_s, POS, INF),
 };
 static const col_desc profile_cols[] = {
     C(deba_profile_row, COL_STR, arch),          C(deba_profile_row, COL_STR, dataset),
-    C(deba_profile_row, COL_INT, seed),          C(deba_profile_row, COL_INT, epochs),
-    C(deba_profile_row, COL_DOUBLE, S),          C(deba_profile_row, COL_DOUBLE, cv_grad_var),
-    C(deba_profile_row, COL_DOUBLE, mean_norm_var), C(deba_profile_row, COL_DOUBLE, mean_loss_var),
-    C(deba_profile_row, COL_DOUBLE, final_test_acc),
+    R(deba_profile_row, COL_INT, seed, 0, INT_MAX), R(deba_profile_row, COL_INT, epochs, 1, INT_MAX),
+    R(deba_profile_row, COL_DOUBLE, S, 0.0, 1.0), R(deba_profile_row, COL_DOUBLE, cv_grad_var, POS, INF),
+    R(deba_profile_row, COL_DOUBLE, mean_norm_var, POS, INF), R(deba_profile_row, COL_DOUBLE, mean_loss_var, POS, INF),
+    R(deba_profile_row, COL_DOUBLE, final_test_acc, PCT),
 };
 static const col_desc summary_cols[] = {
     C(deba_summary_row, COL_STR, arch),      C(deba_summary_row, COL_STR, dataset),
-    C(deba_summary_row, COL_INT, seeds),     C(deba_summary_row, COL_DOUBLE, S_mean),
-    C(deba_summary_row, COL_DOUBLE, S_std),  C(deba_summary_row, COL_ARCHETYPE, archetype),
+    R(deba_summary_row, COL_INT, seeds, 1, INT_MAX), R(deba_summary_row, COL_DOUBLE, S_mean, 0.0, 1.0),
+    R(deba_summary_row, COL_DOUBLE, S_std, POS, INF), C(deba_summary_row, COL_ARCHETYPE, archetype),
 };
 static const col_desc thresholds_cols[] = {
     C(deba_thresholds_row, COL_STR, arch),       C(deba_thresholds_row, COL_STR, dataset),
-    C(deba_thresholds_row, COL_DOUBLE, tau),     C(deba_thresholds_row, COL_DOUBLE, theta),
-    C(deba_thresholds_row, COL_DOUBLE, lambda),  C(deba_thresholds_row, COL_INT, epochs_used),
-    C(deba_thresholds_row, COL_INT, runs_used),
+    R(deba_thresholds_row, COL_DOUBLE, tau, POS, INF), R(deba_thresholds_row, COL_DOUBLE, theta, GT0, INF),
+    R(deba_thresholds_row, COL_DOUBLE, lambda, POS, INF), R(deba_thresholds_row, COL_INT, epochs_used, 0, INT_MAX),
+    R(deba_thresholds_row, COL_INT, runs_used, 0, INT_MAX),
 };
 static const col_desc sweep_cols[] = {
     C(deba_sweep_row, COL_STR, arch),             C(deba_sweep_row, COL_STR, dataset),
-    C(deba_sweep_row, COL_INT, batch_size),       C(deba_sweep_row, COL_INT, steps),
-    C(deba_sweep_row, COL_DOUBLE, samples_per_s), C(deba_sweep_row, COL_DOUBLE, epoch_time_s),
-    C(deba_sweep_row, COL_DOUBLE, grad_var),      C(deba_sweep_row, COL_DOUBLE, compute_util),
+    R(deba_sweep_row, COL_INT, batch_size, 1, INT_MAX), R(deba_sweep_row, COL_INT, steps, 0, INT_MAX),
+    R(deba_sweep_row, COL_DOUBLE, samples_per_s, POS, INF), R(deba_sweep_row, COL_DOUBLE, epoch_time_s, POS, INF),
+    R(deba_sweep_row, COL_DOUBLE, grad_var, POS, INF), R(deba_sweep_row, COL_DOUBLE, compute_util, POS, INF),
 };
 
 /* A trace is one row per epoch from 1, in order: a repeated, missing or shuffled epoch means
@@ -88,14 +102,45 @@ static int trace_row_ok(const void *row, size_t r, char *why, size_t cap)
     return 0;
 }
 
+static int same_profile(const void *a, const void *b)
+{
+    const deba_profile_row *x = a, *y = b;
+    return x->seed == y->seed && !strcmp(x->arch, y->arch) && !strcmp(x->dataset, y->dataset);
+}
+static int same_summary(const void *a, const void *b)
+{
+    const deba_summary_row *x = a, *y = b;
+    return !strcmp(x->arch, y->arch) && !strcmp(x->dataset, y->dataset);
+}
+static int same_thresholds(const void *a, const void *b)
+{
+    const deba_thresholds_row *x = a, *y = b;
+    return !strcmp(x->arch, y->arch) && !strcmp(x->dataset, y->dataset);
+}
+
 static const file_kind TRACE = { trace_cols, sizeof trace_cols / sizeof trace_cols[0], sizeof(deba_trace_row),
-                                 trace_row_ok };
-static const file_kind PROFILE = KIND(deba_profile_row, profile_cols);
-static const file_kind SUMMARY = KIND(deba_summary_row, summary_cols);
-static const file_kind THRESHOLDS = KIND(deba_thresholds_row, thresholds_cols);
+                                 trace_row_ok, NULL, NULL };
+static const file_kind PROFILE = { profile_cols, sizeof profile_cols / sizeof profile_cols[0],
+                                   sizeof(deba_profile_row), NULL, same_profile, "arch, dataset and seed" };
+static const file_kind SUMMARY = { summary_cols, sizeof summary_cols / sizeof summary_cols[0],
+                                   sizeof(deba_summary_row), NULL, same_summary, "arch and dataset" };
+static const file_kind THRESHOLDS = { thresholds_cols, sizeof thresholds_cols / sizeof thresholds_cols[0],
+                                      sizeof(deba_thresholds_row), NULL, same_thresholds, "arch and dataset" };
 static const file_kind SWEEP = KIND(deba_sweep_row, sweep_cols);
 
 /* ---- the generic reader ---- */
+
+static deba_status range_error(const deba_table *t, size_t r, size_t c, const col_desc *d, const char *s,
+                               deba_err *e)
+{
+    char lo[32], hi[32];
+    if (d->lo == DBL_MIN) snprintf(lo, sizeof lo, "(0");
+    else snprintf(lo, sizeof lo, "[%.15g", d->lo + 0.0);
+    if (d->hi == HUGE_VAL) snprintf(hi, sizeof hi, "inf)");
+    else snprintf(hi, sizeof hi, "%.15g]", d->hi);
+    return deba_err_set(e, DEBA_E_INPUT, "%s:%zu: column '%s' (%zu): value out of range %s, %s: '%s'",
+                        deba_table_path(t), deba_table_line(t, r), d->name, c + 1, lo, hi, s);
+}
 
 static deba_status cell_read(const deba_table *t, size_t r, size_t c, const col_desc *d, char *row,
                              deba_err *e)
@@ -103,13 +148,20 @@ static deba_status cell_read(const deba_table *t, size_t r, size_t c, const col_
     const char *s = deba_table_str(t, r, c);
     void *dst = row + d->off;
     switch (d->type) {
-    case COL_DOUBLE:
-        return deba_table_double(t, r, c, dst, e);
+    case COL_DOUBLE: {
+        double v;
+        deba_status st = deba_table_double(t, r, c, &v, e);
+        if (st != DEBA_OK) return st;
+        if (v < d->lo || v > d->hi) return range_error(t, r, c, d, s, e);
+        *(double *)dst = v + 0.0;   /* -0 reads as 0 */
+        return DEBA_OK;
+    }
     case COL_INT: {
         long v;
         deba_status st = deba_table_int(t, r, c, &v, e);
         if (st != DEBA_OK) return st;
         if (v < INT_MIN || v > INT_MAX) break;
+        if ((double)v < d->lo || (double)v > d->hi) return range_error(t, r, c, d, s, e);
         *(int *)dst = (int)v;
         return DEBA_OK;
     }
@@ -162,6 +214,11 @@ static deba_status rows_read(const char *path, const file_kind *k, void **rows, 
         char why[256];
         if (st == DEBA_OK && k->row_ok && !k->row_ok(out + r * k->row_size, r, why, sizeof why))
             st = deba_err_set(e, DEBA_E_INPUT, "%s:%zu: %s", path, deba_table_line(t, r), why);
+        for (size_t q = 0; q < r && st == DEBA_OK && k->same_key; q++)   /* these files have few rows */
+            if (k->same_key(out + q * k->row_size, out + r * k->row_size))
+                st = deba_err_set(e, DEBA_E_INPUT, "%s:%zu: a second row for the same %s as line %zu; "
+                                  "which one is meant is ambiguous", path, deba_table_line(t, r), k->key_names,
+                                  deba_table_line(t, q));
     }
     deba_table_free(t);
     if (st != DEBA_OK) {
@@ -194,15 +251,23 @@ static deba_status row_write(FILE *f, const char *path, size_t r, const file_kin
         const void *src = row + d->off;
         if (j) fputc(',', f);
         switch (d->type) {
-        case COL_INT:
-            fprintf(f, "%d", *(const int *)src);
+        case COL_INT: {
+            int v = *(const int *)src;
+            if (v < d->lo || v > d->hi)
+                return deba_err_set(e, DEBA_E_INPUT, "%s: row %zu, column '%s': value %d is out of range",
+                                    path, r + 1, d->name, v);
+            fprintf(f, "%d", v);
             break;
+        }
         case COL_DOUBLE: {
             double v = *(const double *)src;
             if (!isfinite(v))
                 return deba_err_set(e, DEBA_E_INPUT, "%s: row %zu, column '%s': value is not finite (%g)",
                                     path, r + 1, d->name, v);
-            deba_csv_double(f, v);
+            if (v < d->lo || v > d->hi)
+                return deba_err_set(e, DEBA_E_INPUT, "%s: row %zu, column '%s': value %.17g is out of range",
+                                    path, r + 1, d->name, v);
+            deba_csv_double(f, v + 0.0);
             break;
         }
         case COL_STR: {
@@ -441,6 +506,10 @@ deba_status deba_meta_read(const char *path, deba_meta *out, deba_err *e)
     if (st != DEBA_OK) return st;
     size_t ck, cv;
     if ((st = deba_table_col(t, "key", &ck, e)) == DEBA_OK) st = deba_table_col(t, "value", &cv, e);
+    /* Every writer of meta.csv writes a run's identity: a header alone is a truncated file, and
+     * a run without keys would otherwise be skipped silently by calibration and reports. */
+    if (st == DEBA_OK && deba_table_nrows(t) == 0)
+        st = deba_err_set(e, DEBA_E_INPUT, "%s:1: a header and no keys (truncated meta.csv?)", path);
     for (size_t r = 0; r < deba_table_nrows(t) && st == DEBA_OK; r++) {
         const char *k = deba_table_str(t, r, ck), *v = deba_table_str(t, r, cv);
         size_t line = deba_table_line(t, r);
@@ -519,8 +588,11 @@ deba_status deba_thresholds_find(const deba_thresholds_row *rows, size_t n, cons
     *out = NULL;
     for (size_t i = 0; i < n; i++)
         if (strcmp(rows[i].arch, arch) == 0 && strcmp(rows[i].dataset, dataset) == 0) {
+            if (*out)   /* rows gathered from several files: the reader could not see this */
+                return deba_err_set(e, DEBA_E_INPUT, "two thresholds rows for %s/%s in %s; keep one", arch, dataset,
+                                    path);
             *out = &rows[i];
-            return DEBA_OK;
         }
+    if (*out) return DEBA_OK;
     return deba_err_set(e, DEBA_E_INPUT, "no thresholds row for %s/%s in %s", arch, dataset, path);
 }

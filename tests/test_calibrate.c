@@ -222,6 +222,35 @@ static void test_corrupt_trace(void **state)
     assert_int_not_equal(tu_run(cmd), 0);
 }
 
+/* A meta.csv cut to its header, or one without 'method': exit 2 naming it, as the man page
+ * promises (the run used to be skipped silently, calibrating from fewer seeds than asked). */
+static void test_truncated_meta(void **state)
+{
+    (void)state;
+    char root[4200];
+    snprintf(root, sizeof root, "%s/runs", g_dir);
+    make_fixture(root);
+    char p[4300];
+    snprintf(p, sizeof p, "%s/resnet18/cifar10/fixed/seed2/meta.csv", root);
+    FILE *f = fopen(p, "w");
+    fputs("key,value\n", f);
+    fclose(f);
+    assert_int_equal(calibrate("runs"), 2);
+    assert_false(exists_in("thresholds.csv"));
+    char *err = slurp_in("err.txt");
+    assert_contains(err, "runs/resnet18/cifar10/fixed/seed2/meta.csv:1: a header and no keys");
+    free(err);
+
+    f = fopen(p, "w");
+    fputs("key,value\nformat_version,1\narch,resnet18\ndataset,cifar10\nseed,2\nstatus,completed\n", f);
+    fclose(f);
+    assert_int_equal(calibrate("runs"), 2);
+    assert_false(exists_in("thresholds.csv"));
+    err = slurp_in("err.txt");
+    assert_contains(err, "runs/resnet18/cifar10/fixed/seed2/meta.csv: key 'method' missing");
+    free(err);
+}
+
 static void test_usage_errors(void **state)
 {
     (void)state;
@@ -278,6 +307,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_thresholds_by_hand, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_no_usable_runs, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_trace, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_meta, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,10 +4,13 @@
 #include "tests/testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <float.h>
 #include <math.h>
 
 #include "deba/deba.h"
+#include "deba/runlock.h"
 
 static char *path_in(const char *name)
 {
@@ -47,14 +50,25 @@ static const double awkward[] = {
 };
 #define NAWK (sizeof awkward / sizeof awkward[0])
 
-static double awk(size_t i) { return awkward[i % NAWK]; }
+/* The i-th awkward value, as a magnitude (no column takes a negative number) no larger than hi:
+ * readers refuse values outside a column's range, so round trips use values inside it. */
+static double awk_max(size_t i, double hi)
+{
+    for (size_t k = 0;; k++) {
+        double v = fabs(awkward[(i + k) % NAWK]);
+        if (v <= hi) return v;
+    }
+}
+static double awk(size_t i) { return awk_max(i, DBL_MAX); }
+static double pct(size_t i) { return awk_max(i, 100.0); }
+static double unit(size_t i) { return awk_max(i, 1.0); }
 
 static deba_trace_row trace_row(int i)
 {
     deba_trace_row r = {
         .epoch = i + 1, .batch_size = 64 + 32 * i, .steps = 781 - i,
-        .lr = awk(i), .train_loss = awk(i + 1), .train_acc = awk(i + 2), .test_loss = awk(i + 3),
-        .test_acc = awk(i + 4), .grad_var = awk(i + 5), .grad_norm = awk(i + 6), .norm_var = awk(i + 7),
+        .lr = awk(i), .train_loss = awk(i + 1), .train_acc = pct(i + 2), .test_loss = awk(i + 3),
+        .test_acc = pct(i + 4), .grad_var = awk(i + 5), .grad_norm = awk(i + 6), .norm_var = awk(i + 7),
         .loss_var = awk(i + 8), .confidence = awk(i + 9), .decision = (deba_decision)(i % DEBA_DECISION_COUNT),
         .epoch_time_s = awk(i + 10), .compute_time_s = awk(i + 11), .data_time_s = awk(i + 12),
         .signal_time_s = awk(i + 13), .eval_time_s = awk(i + 14), .samples_per_s = awk(i + 15),
@@ -209,23 +223,23 @@ static void test_small_files_round_trip(void **state)
         /* Names with a comma and a quote must survive too. */
         snprintf(prof[i].arch, DEBA_NAME_MAX, i == 2 ? "odd,\"arch\"%d" : "arch%d", i);
         snprintf(prof[i].dataset, DEBA_NAME_MAX, "data set %d", i);
-        prof[i].seed = i * 1000 - 3;
+        prof[i].seed = i * 1000 + 3;
         prof[i].epochs = 30 + i;
-        prof[i].S = awk(i);
+        prof[i].S = unit(i);
         prof[i].cv_grad_var = awk(i + 1);
         prof[i].mean_norm_var = awk(i + 2);
         prof[i].mean_loss_var = awk(i + 3);
-        prof[i].final_test_acc = awk(i + 4);
+        prof[i].final_test_acc = pct(i + 4);
         memcpy(sum[i].arch, prof[i].arch, DEBA_NAME_MAX);
         memcpy(sum[i].dataset, prof[i].dataset, DEBA_NAME_MAX);
         sum[i].seeds = i + 1;
-        sum[i].S_mean = awk(i + 5);
+        sum[i].S_mean = unit(i + 5);
         sum[i].S_std = awk(i + 6);
         sum[i].archetype = (deba_archetype)(i % DEBA_ARCHETYPE_COUNT);
         memcpy(thr[i].arch, prof[i].arch, DEBA_NAME_MAX);
         memcpy(thr[i].dataset, prof[i].dataset, DEBA_NAME_MAX);
         thr[i].tau = awk(i + 7);
-        thr[i].theta = awk(i + 8);
+        thr[i].theta = awk(i + 8) > 0 ? awk(i + 8) : 0.5;
         thr[i].lambda = awk(i + 9);
         thr[i].epochs_used = 100 + i;
         thr[i].runs_used = 3;
@@ -412,6 +426,35 @@ static const bad_case bad_cases[] = {
     { "trace_gap.csv", RD_TRACE, TRH TR1 "3,64,10,0.01,2.1,12,2.0,13,0.5,1.4,0,0,1,hold,3,2.5,0.3,0.01,0.4,200\n",
       { ":3:", "expected epoch 2", "got 3" } },
     { "trace_from_2.csv", RD_TRACE, TRH TR2, { ":2:", "expected epoch 1" } },
+    /* every column range-checked: values no run of ours can produce (audit: batch_size=-64) */
+    { "trace_neg_batch.csv", RD_TRACE, TRH TR1 "2,-64,10,0.01,2.1,12,2.0,13,0.5,1.4,0.07,0.09,1,hold,3,2.5,0.3,0.01,0.4,200\n",
+      { ":3:", "column 'batch_size' (2)", "out of range [1, " } },
+    { "trace_zero_batch.csv", RD_TRACE, TRH "1,0,10,0.01,2.3,10,2.2,11,0.5,1.5,0,0,1,warmup,3,2.5,0.3,0.01,0.4,200\n",
+      { ":2:", "column 'batch_size'", "'0'" } },
+    { "trace_neg_steps.csv", RD_TRACE, TRH "1,64,-1,0.01,2.3,10,2.2,11,0.5,1.5,0,0,1,warmup,3,2.5,0.3,0.01,0.4,200\n",
+      { ":2:", "column 'steps' (3)", "out of range" } },
+    { "trace_acc_101.csv", RD_TRACE, TRH TR1 "2,64,10,0.01,2.1,12,2.0,100.5,0.5,1.4,0.07,0.09,1,hold,3,2.5,0.3,0.01,0.4,200\n",
+      { ":3:", "column 'test_acc' (8)", "out of range [0, 100]" } },
+    { "trace_neg_acc.csv", RD_TRACE, TRH "1,64,10,0.01,2.3,-0.5,2.2,11,0.5,1.5,0,0,1,warmup,3,2.5,0.3,0.01,0.4,200\n",
+      { ":2:", "column 'train_acc' (6)" } },
+    { "trace_neg_time.csv", RD_TRACE, TRH "1,64,10,0.01,2.3,10,2.2,11,0.5,1.5,0,0,1,warmup,-3,2.5,0.3,0.01,0.4,200\n",
+      { ":2:", "column 'epoch_time_s' (15)", "out of range [0, inf)" } },
+    { "trace_neg_var.csv", RD_TRACE, TRH "1,64,10,0.01,2.3,10,2.2,11,-0.5,1.5,0,0,1,warmup,3,2.5,0.3,0.01,0.4,200\n",
+      { ":2:", "column 'grad_var' (9)" } },
+    { "trace_neg_sps.csv", RD_TRACE, TRH "1,64,10,0.01,2.3,10,2.2,11,0.5,1.5,0,0,1,warmup,3,2.5,0.3,0.01,0.4,-200\n",
+      { ":2:", "column 'samples_per_s' (20)" } },
+    { "theta_zero.csv", RD_THRESH, TH "r,c,1,0,3,4,5\n", { ":2:", "column 'theta' (4)", "out of range (0, inf)" } },
+    { "tau_neg.csv", RD_THRESH, TH "r,c,-0.1,0.5,3,4,5\n", { ":2:", "column 'tau' (3)", "out of range" } },
+    { "summary_S.csv", RD_SUMMARY, "arch,dataset,seeds,S_mean,S_std,archetype\nr,c,3,1.5,0.1,Overly Stable\n",
+      { ":2:", "column 'S_mean' (4)", "out of range [0, 1]" } },
+    { "summary_seeds.csv", RD_SUMMARY, "arch,dataset,seeds,S_mean,S_std,archetype\nr,c,0,0.5,0.1,Overly Stable\n",
+      { ":2:", "column 'seeds' (3)" } },
+    /* two rows for one arch/dataset: the first used to win silently */
+    { "thresholds_dup.csv", RD_THRESH, TH "r,c,1,2,3,4,5\nr,d,1,2,3,4,5\nr,c,0.5,2,3,4,5\n",
+      { ":4:", "second row for the same arch and dataset as line 2" } },
+    { "summary_dup.csv", RD_SUMMARY,
+      "arch,dataset,seeds,S_mean,S_std,archetype\nr,c,3,0.5,0.1,Overly Stable\nr,c,3,0.4,0.1,Overly Stable\n",
+      { ":3:", "same arch and dataset as line 2" } },
     { "trace_missing.csv", RD_TRACE, "epoch,batch_size\n1,64\n", { ":1:", "missing column 'steps'" } },
     { "bad_archetype.csv", RD_SUMMARY, "arch,dataset,seeds,S_mean,S_std,archetype\nr,c,3,0.5,0.1,Wobbly\n",
       { ":2:", "column 'archetype' (6)", "unknown archetype: 'Wobbly'" } },
@@ -513,6 +556,16 @@ static void test_lookup_errors(void **state)
     assert_int_equal(deba_thresholds_find(rows, 1, "th.csv", "resnet18", "cifar100", &hit, &e), DEBA_E_INPUT);
     assert_null(hit);
     assert_string_equal(e.msg, "no thresholds row for resnet18/cifar100 in th.csv");
+    /* rows gathered from several files: a second match is an error, not the first one silently */
+    deba_thresholds_row two[3] = {
+        { .arch = "resnet18", .dataset = "cifar10", .tau = 1, .theta = 1, .lambda = 1 },
+        { .arch = "resnet18", .dataset = "cifar100", .tau = 1, .theta = 1, .lambda = 1 },
+        { .arch = "resnet18", .dataset = "cifar10", .tau = 2, .theta = 1, .lambda = 1 },
+    };
+    assert_int_equal(deba_thresholds_find(two, 3, "runs", "resnet18", "cifar10", &hit, &e), DEBA_E_INPUT);
+    assert_string_equal(e.msg, "two thresholds rows for resnet18/cifar10 in runs; keep one");
+    assert_int_equal(deba_thresholds_find(two, 3, "runs", "resnet18", "cifar100", &hit, &e), DEBA_OK);
+    assert_ptr_equal(hit, &two[1]);
 
     /* Appending to a file that is not a trace must not touch it. */
     const char *wrong = "epoch,batch_size,steps\n1,64,10\n";
@@ -588,6 +641,163 @@ static void test_atomic_failure(void **state)
     assert_int_equal(count_files_with(".tmp."), 0);
     assert_false(tu_exists(p));
     free(p);
+}
+
+/* A symlink planted where the old writer put its temporary file ("<path>.tmp.<pid>") used to be
+ * followed and its target overwritten. The writer now creates an unpredictable name with
+ * O_EXCL|O_NOFOLLOW: the victim keeps its contents, whatever name is planted. */
+static void test_atomic_planted_symlink(void **state)
+{
+    (void)state;
+    deba_err e;
+    char *victim = tu_write(g_dir, "victim.txt", "precious\n");
+    char *p = path_in("out.csv");
+    char planted[4200];
+    snprintf(planted, sizeof planted, "%s.tmp.%ld", p, (long)getpid());
+    assert_int_equal(symlink(victim, planted), 0);
+    deba_thresholds_row row = { .arch = "a", .dataset = "d", .tau = 1, .theta = 2, .lambda = 3 };
+    assert_int_equal(deba_thresholds_write(p, &row, 1, &e), DEBA_OK);
+    char *text = slurp(victim);
+    assert_string_equal(text, "precious\n");
+    free(text);
+    text = slurp(p);
+    assert_non_null(strstr(text, "a,d,1,2,3"));
+    free(text);
+
+    /* The temporary name is in the target's directory, hidden, and carries our pid. */
+    deba_atomic a;
+    assert_int_equal(deba_atomic_open(&a, p, &e), DEBA_OK);
+    char want[64];
+    snprintf(want, sizeof want, "/.out.csv.tmp.%ld.", (long)getpid());
+    assert_non_null(strstr(a.tmp, want));
+    assert_int_equal(strncmp(a.tmp, g_dir, strlen(g_dir)), 0);
+    /* The same name planted as a symlink before open could not be used: O_EXCL|O_NOFOLLOW. */
+    char again[4300];
+    snprintf(again, sizeof again, "%s", a.tmp);
+    deba_atomic_abort(&a);
+    assert_int_equal(symlink(victim, again), 0);
+    int fd = open(again, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0666);
+    assert_true(fd < 0);
+    unlink(again);
+    unlink(planted);
+
+    /* A symlink at the target itself is replaced by the file, never written through. */
+    char *link = path_in("linked.csv");
+    assert_int_equal(symlink(victim, link), 0);
+    assert_int_equal(deba_thresholds_write(link, &row, 1, &e), DEBA_OK);
+    text = slurp(victim);
+    assert_string_equal(text, "precious\n");
+    free(text);
+    struct stat sb;
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    free(link);
+    free(victim);
+    free(p);
+}
+
+/* Temporary files of writers that died (kill -9 mid-write) are removed; a live writer's, and
+ * files that only look similar, are not. */
+static void test_atomic_clean_stale(void **state)
+{
+    (void)state;
+    deba_err e;
+    /* A pid that is certainly dead: a child that has exited and been reaped. */
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    assert_true(child > 0);
+    waitpid(child, NULL, 0);
+    char name[128];
+    snprintf(name, sizeof name, ".trace.csv.tmp.%ld.0123456789abcdef", (long)child);
+    free(tu_write(g_dir, name, "half"));
+    snprintf(name, sizeof name, "checkpoint.bin.tmp.%ld", (long)child);         /* the older name */
+    free(tu_write(g_dir, name, "half"));
+    snprintf(name, sizeof name, ".meta.csv.tmp.%ld.0123456789abcdef", (long)getppid());   /* alive */
+    free(tu_write(g_dir, name, "live"));
+    free(tu_write(g_dir, "notes.tmp.txt", "mine"));                               /* not a temp */
+    snprintf(name, sizeof name, ".x.tmp.%ld.zz", (long)child);                    /* not our form */
+    free(tu_write(g_dir, name, "other"));
+    deba_atomic a;
+    char *p = path_in("open.csv");
+    assert_int_equal(deba_atomic_open(&a, p, &e), DEBA_OK);                       /* our own, open */
+    int removed = -1;
+    assert_int_equal(deba_atomic_clean_stale(g_dir, &removed, &e), DEBA_OK);
+    assert_int_equal(removed, 2);
+    assert_int_equal(count_files_with(".tmp."), 4);
+    assert_true(tu_exists(a.tmp));
+    deba_atomic_abort(&a);
+    assert_int_equal(deba_atomic_clean_stale("/nonexistent/dir", NULL, &e), DEBA_E_IO);
+    assert_non_null(strstr(e.msg, "/nonexistent/dir"));
+    free(p);
+}
+
+/* One writer per run directory: a second lock (here from a child process, as a second
+ * deba-train would be) fails naming the directory and the holder's pid; after release, or after
+ * the holder dies, it succeeds. A .lock planted as a symlink is refused. */
+static void test_run_lock(void **state)
+{
+    (void)state;
+    deba_err e;
+    deba_lock l;
+    assert_int_equal(deba_lock_acquire(&l, g_dir, &e), DEBA_OK);
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        deba_err ce;
+        deba_lock cl;
+        char msg[1100] = "";
+        if (deba_lock_acquire(&cl, g_dir, &ce) == DEBA_E_INPUT) snprintf(msg, sizeof msg, "%s", ce.msg);
+        ssize_t w = write(pipefd[1], msg, strlen(msg) + 1);
+        _exit(w > 0 ? 0 : 1);
+    }
+    char msg[1100] = "";
+    ssize_t got = read(pipefd[0], msg, sizeof msg - 1);
+    assert_true(got > 0);
+    waitpid(child, NULL, 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    char want[64];
+    snprintf(want, sizeof want, "in use by another run (pid %ld)", (long)getpid());
+    assert_non_null(strstr(msg, want));
+    assert_non_null(strstr(msg, g_dir));
+    deba_lock_release(&l);
+    deba_lock_release(&l);   /* twice: a no-op */
+    deba_lock_release(NULL);
+
+    /* A holder killed with SIGKILL leaves no lock behind. */
+    child = fork();
+    if (child == 0) {
+        deba_lock cl;
+        if (deba_lock_acquire(&cl, g_dir, NULL)) _exit(1);
+        pause();
+        _exit(0);
+    }
+    for (int i = 0; i < 200; i++) {   /* wait until the child holds it */
+        deba_lock probe;
+        if (deba_lock_acquire(&probe, g_dir, &e) != DEBA_OK) break;
+        deba_lock_release(&probe);
+        usleep(10000);
+    }
+    assert_int_equal(deba_lock_acquire(&l, g_dir, &e), DEBA_E_INPUT);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_int_equal(deba_lock_acquire(&l, g_dir, &e), DEBA_OK);
+    deba_lock_release(&l);
+
+    char *sub = path_in("sub");
+    assert_int_equal(deba_mkdirs(sub, &e), DEBA_OK);
+    char *victim = tu_write(g_dir, "victim.txt", "precious\n");
+    char linkp[4200];
+    snprintf(linkp, sizeof linkp, "%s/.lock", sub);
+    assert_int_equal(symlink(victim, linkp), 0);
+    assert_int_equal(deba_lock_acquire(&l, sub, &e), DEBA_E_INPUT);
+    assert_non_null(strstr(e.msg, "symbolic link"));
+    char *text = slurp(victim);
+    assert_string_equal(text, "precious\n");
+    free(text);
+    free(victim);
+    free(sub);
 }
 
 static void test_run_dirs(void **state)
@@ -669,6 +879,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_lookup_errors, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_atomic_failure, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_atomic_planted_symlink, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_atomic_clean_stale, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_run_lock, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_run_dirs, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,8 +29,10 @@ deba_status deba_table_double(const deba_table *t, size_t row, size_t col, doubl
 deba_status deba_table_int(const deba_table *t, size_t row, size_t col, long *v, deba_err *e);
 
 /* ---- writing ---- */
-/* An atomic writer: rows go to "<path>.tmp.<pid>", deba_atomic_commit fsyncs and renames it over
- * path, deba_atomic_abort removes it. A crash never leaves a half-written path. */
+/* An atomic writer: rows go to ".<name>.tmp.<pid>.<random>" beside path, created with
+ * O_EXCL|O_NOFOLLOW (a planted file or symlink is never followed); deba_atomic_commit fsyncs it,
+ * renames it over path and fsyncs the directory; deba_atomic_abort removes it. A crash never
+ * leaves a half-written path, only a temporary file that deba_atomic_clean_stale removes. */
 typedef struct {
     FILE *f;
     char path[4096];
@@ -40,6 +42,9 @@ typedef struct {
 deba_status deba_atomic_open(deba_atomic *a, const char *path, deba_err *e);
 deba_status deba_atomic_commit(deba_atomic *a, deba_err *e);
 void deba_atomic_abort(deba_atomic *a);
+/* Removes from dir the temporary files of atomic writers whose process is gone (a kill -9 in
+ * the middle of a write); a live writer's are left alone. *removed (may be NULL) counts them. */
+deba_status deba_atomic_clean_stale(const char *dir, int *removed, deba_err *e);
 
 /* Writes one CSV field, quoting it when it holds a comma, quote or newline. */
 void deba_csv_field(FILE *f, const char *s);

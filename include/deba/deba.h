@@ -7,4 +7,5 @@
 #include "deba/sched.h"
 #include "deba/csv.h"
 #include "deba/trace.h"
+#include "deba/runlock.h"
 #endif
