@@ -2,13 +2,14 @@
  * grouped by (arch, dataset, label), each condition against its fixed baseline. */
 #include "analyze/analyze.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "deba/escape.h"
+#include "deba/runs.h"
 
 deba_ms deba_ms_of(const double *x, size_t n)
 {
@@ -50,13 +51,15 @@ static deba_status add_warning(deba_analysis *a, deba_err *e, const char *fmt, .
 
 deba_status deba_strlist_push(char ***list, size_t *n, deba_err *e, const char *fmt, va_list ap)
 {
-    char buf[2048];
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    char *msg;   /* dynamic: a warning names paths, which a fixed buffer would cut */
+    if (vasprintf(&msg, fmt, ap) < 0) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
     char **w = realloc(*list, (*n + 1) * sizeof *w);
-    if (!w) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    if (!w) {
+        free(msg);
+        return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    }
     *list = w;
-    if (!(w[*n] = strdup(buf))) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
-    (*n)++;
+    w[(*n)++] = msg;
     return DEBA_OK;
 }
 
@@ -69,15 +72,19 @@ static deba_status add_warning(deba_analysis *a, deba_err *e, const char *fmt, .
     return st;
 }
 
+/* arch, dataset and label name run directories and figure files, and reach every generated
+ * script and document: only names deba_name_ok accepts pass. */
 static deba_status meta_name(const deba_run *r, const char *key, char *dst, deba_err *e)
 {
     const char *v = deba_meta_get(&r->meta, key);
     if (!v || !*v)
         return deba_err_set(e, DEBA_E_INPUT, "%s/meta.csv: key '%s' is missing or empty", r->dir, key);
-    if (strlen(v) >= DEBA_NAME_MAX)
-        return deba_err_set(e, DEBA_E_INPUT, "%s/meta.csv: key '%s' is longer than %d characters",
-                            r->dir, key, DEBA_NAME_MAX - 1);
-    strcpy(dst, v);
+    if (!deba_name_ok(v)) {
+        char shown[400];
+        return deba_err_set(e, DEBA_E_INPUT, "%s/meta.csv: key '%s': '%s' is not a name (1 to %d of A-Z a-z 0-9 . _ -, "
+                            "not . or ..)", r->dir, key, deba_esc_msg(shown, sizeof shown, v), DEBA_NAME_MAX - 1);
+    }
+    snprintf(dst, DEBA_NAME_MAX, "%s", v);   /* deba_name_ok: shorter than DEBA_NAME_MAX */
     return DEBA_OK;
 }
 
@@ -101,6 +108,11 @@ static deba_status run_metrics(const deba_run *r, deba_run_metrics *m, double *s
         (s = meta_name(r, "label", m->label, e)))
         return s;
     const char *st = deba_meta_get(&r->meta, "status");
+    if (st && strlen(st) >= sizeof m->status) {
+        char shown[200];
+        return deba_err_set(e, DEBA_E_INPUT, "%s/meta.csv: key 'status': '%s' is not a run status", r->dir,
+                            deba_esc_msg(shown, sizeof shown, st));
+    }
     snprintf(m->status, sizeof m->status, "%s", st && *st ? st : "unknown");
     char path[4200];
     snprintf(path, sizeof path, "%s/meta.csv", r->dir);
@@ -318,43 +330,29 @@ typedef struct {
     size_t n;
 } pathlist;
 
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
+static const char *const EXTRA_NAMES[3] = {"profile_summary.csv", "thresholds.csv", "sweep.csv"};
 
-static deba_status walk(const char *dir, const char *const names[3], pathlist lists[3], int depth, deba_err *e)
+/* deba_walk's visitor: the three files of one directory. */
+static deba_status visit_extras(const char *dir, void *ctx, deba_err *e)
 {
-    if (depth > 32) return DEBA_OK;
-    DIR *d = opendir(dir);
-    if (!d) return deba_err_set(e, DEBA_E_INPUT, "cannot open directory %s", dir);
-    struct dirent *de;
-    deba_status s = DEBA_OK;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        char p[4096];
-        if (snprintf(p, sizeof p, "%s/%s", dir, de->d_name) >= (int)sizeof p) continue;
-        int isd = de->d_type == DT_DIR || (de->d_type == DT_UNKNOWN && is_dir(p));
-        if (isd) {
-            if ((s = walk(p, names, lists, depth + 1, e))) break;
+    pathlist *lists = ctx;
+    for (int k = 0; k < 3; k++) {
+        char *p;
+        struct stat st;
+        if (asprintf(&p, "%s/%s", dir, EXTRA_NAMES[k]) < 0) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+        if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+            free(p);
             continue;
         }
-        for (int k = 0; k < 3; k++) {
-            if (strcmp(de->d_name, names[k])) continue;
-            char **np = realloc(lists[k].paths, (lists[k].n + 1) * sizeof *np);
-            if (!np || !(np[lists[k].n] = strdup(p))) {
-                if (np) lists[k].paths = np;
-                s = deba_err_set(e, DEBA_E_NOMEM, "out of memory");
-                break;
-            }
-            lists[k].paths = np;
-            lists[k].n++;
+        char **np = realloc(lists[k].paths, (lists[k].n + 1) * sizeof *np);
+        if (!np) {
+            free(p);
+            return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
         }
-        if (s) break;
+        lists[k].paths = np;
+        np[lists[k].n++] = p;
     }
-    closedir(d);
-    return s;
+    return DEBA_OK;
 }
 
 static int cmp_str(const void *x, const void *y)
@@ -362,14 +360,29 @@ static int cmp_str(const void *x, const void *y)
     return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
+/* Rows of the extra files name an (arch, dataset) that titles figures and tables: the same
+ * rule as meta.csv's names. */
+static deba_status check_names(const char *path, size_t row, const char *arch, const char *dataset, deba_err *e)
+{
+    const char *bad = !deba_name_ok(arch) ? "arch" : !deba_name_ok(dataset) ? "dataset" : NULL;
+    if (!bad) return DEBA_OK;
+    char shown[400];
+    return deba_err_set(e, DEBA_E_INPUT, "%s: data row %zu: column '%s': '%s' is not a name (1 to %d of A-Z a-z 0-9 . _ -, "
+                        "not . or ..)", path, row + 1, bad, deba_esc_msg(shown, sizeof shown, *bad == 'a' ? arch : dataset),
+                        DEBA_NAME_MAX - 1);
+}
+
 #define APPEND_ROWS(reader, field, count, files)                                          \
     for (size_t i = 0; i < lists[k].n && !s; i++) {                                         \
         __typeof__(a->field) rows = NULL;                                                    \
         size_t n = 0;                                                                       \
         if ((s = reader(lists[k].paths[i], &rows, &n, e))) break;                           \
+        for (size_t r_ = 0; r_ < n && !s; r_++)                                             \
+            s = check_names(lists[k].paths[i], r_, rows[r_].arch, rows[r_].dataset, e);     \
+        if (s) { free(rows); break; }                                                       \
         __typeof__(a->field) all = realloc(a->field, (a->count + n + 1) * sizeof *all);     \
         if (!all) { free(rows); s = deba_err_set(e, DEBA_E_NOMEM, "out of memory"); break; } \
-        memcpy(all + a->count, rows, n * sizeof *rows);                                     \
+        if (n) memcpy(all + a->count, rows, n * sizeof *rows);                              \
         a->field = all;                                                                     \
         a->count += n;                                                                      \
         a->files++;                                                                         \
@@ -378,11 +391,15 @@ static int cmp_str(const void *x, const void *y)
 
 deba_status deba_analysis_load_extras(deba_analysis *a, const char *const *roots, size_t nroots, deba_err *e)
 {
-    static const char *const names[3] = {"profile_summary.csv", "thresholds.csv", "sweep.csv"};
     pathlist lists[3] = {{0}};
-    deba_status s = DEBA_OK;
-    for (size_t r = 0; r < nroots && !s; r++) s = walk(roots[r], names, lists, 0, e);
-    for (int k = 0; k < 3; k++) qsort(lists[k].paths, lists[k].n, sizeof *lists[k].paths, cmp_str);
+    char **skipped = NULL;
+    size_t nskipped = 0;
+    deba_status s = deba_walk(roots, nroots, visit_extras, lists, &skipped, &nskipped, e);
+    /* the same walk as deba_runs_load's: what it skipped is reported once, here */
+    for (size_t i = 0; i < nskipped && !s; i++) s = add_warning(a, e, "%s", skipped[i]);
+    deba_strs_free(skipped, nskipped);
+    for (int k = 0; k < 3 && !s; k++)
+        if (lists[k].n > 1) qsort(lists[k].paths, lists[k].n, sizeof *lists[k].paths, cmp_str);
     int k = 0;
     if (!s) { APPEND_ROWS(deba_summary_read, summary, nsummary, nsummary_files) }
     k = 1;

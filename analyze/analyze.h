@@ -63,9 +63,14 @@ typedef struct {
     int nsummary_files, nthresholds_files, nsweep_files;
 } deba_analysis;
 
-/* Computes everything from already loaded runs (deba_runs_load); runs must outlive a. */
+/* Computes everything from already loaded runs (deba_runs_load); runs must outlive a. A run
+ * whose meta.csv arch, dataset or label is not a name (deba_name_ok: they title figures and
+ * name their files) is DEBA_E_INPUT naming the file and key. */
 deba_status deba_analysis_run(const deba_run *runs, size_t nruns, deba_analysis *a, deba_err *e);
-/* Walks the roots for profile_summary.csv, thresholds.csv and sweep.csv and reads them into a. */
+/* Walks the roots (deba_walk, the same walk as deba_runs_load) for profile_summary.csv,
+ * thresholds.csv and sweep.csv and reads them into a; every path the walk skipped (a symlink
+ * into a directory already walked, too deep) becomes one of a's warnings. An arch or dataset
+ * in those files that deba_name_ok refuses is DEBA_E_INPUT. */
 deba_status deba_analysis_load_extras(deba_analysis *a, const char *const *roots, size_t nroots,
                                       deba_err *e);
 void deba_analysis_free(deba_analysis *a);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "deba/deba.h"
+#include "deba/escape.h"
 #include "trainer/data/dataset.h"
 #include "trainer/models/models.h"
 
@@ -294,15 +295,6 @@ static deba_status condition_key(parser *ps, plan_cond *c, char *key, char *val)
                 key, c->name);
 }
 
-static int valid_label(const char *s)
-{
-    if (!*s || *s == '.' || strlen(s) >= DEBA_NAME_MAX) return 0;
-    for (; *s; s++)
-        if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') || strchr("._+-", *s)))
-            return 0;
-    return 1;
-}
-
 static int find_cond(const deba_plan *p, const char *name)
 {
     for (int i = 0; i < p->n_conds; i++)
@@ -428,6 +420,11 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
         deba_err_set(e, DEBA_E_NOMEM, "out of memory");
         return NULL;
     }
+    if (strlen(path) >= sizeof p->path) {
+        deba_err_set(e, DEBA_E_INPUT, "--plan: path longer than %zu bytes", sizeof p->path - 1);
+        free(p);
+        return NULL;
+    }
     snprintf(p->path, sizeof p->path, "%s", path);
     snprintf(p->out, sizeof p->out, "runs");
     snprintf(p->device, sizeof p->device, "auto");
@@ -445,18 +442,39 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
         free(p);
         return NULL;
     }
-    char buf[VAL_MAX + 256], conds_val[VAL_MAX] = "";
+    char conds_val[VAL_MAX] = "";
+    char *buf = NULL;
+    size_t bufcap = 0;
+    ssize_t len;
     int section = 0;   /* 0 none, 1 study, 2 condition */
     int conds_line = 0;
     seen_keys seen = { .n = 0 };
     deba_status st = DEBA_OK;
-    while (!st && fgets(buf, sizeof buf, f)) {
+    errno = 0;
+    while (!st && (len = getline(&buf, &bufcap, f)) >= 0) {
         ps.line++;
-        size_t len = strlen(buf);
-        if (len == sizeof buf - 1 && buf[len - 1] != '\n') {
+        if ((size_t)len >= VAL_MAX + 255) {
             st = perr(&ps, ps.line, "line too long");
             break;
         }
+        /* fgets and strlen would end the line at a NUL and drop the rest without a word */
+        const char *nul = memchr(buf, '\0', (size_t)len);
+        if (nul) {
+            st = deba_err_set(e, DEBA_E_INPUT, "%s:%d:%ld: NUL byte in the line (a plan is text)", p->path, ps.line,
+                              (long)(nul - buf) + 1);
+            break;
+        }
+        /* values reach emitted shell scripts, which are one command per line */
+        size_t body = (size_t)len;
+        if (body && buf[body - 1] == '\n') body--;
+        if (body && buf[body - 1] == '\r') body--;
+        for (size_t i = 0; i < body && !st; i++) {
+            unsigned char c = (unsigned char)buf[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                st = deba_err_set(e, DEBA_E_INPUT, "%s:%d:%zu: control character 0x%02x in the line", p->path, ps.line,
+                                  i + 1, c);
+        }
+        if (st) break;
         char *s = trim(buf);
         if (ps.line == 1 && !strncmp(s, "\xEF\xBB\xBF", 3)) s = trim(s + 3);
         if (!*s || *s == '#' || *s == ';') continue;
@@ -476,9 +494,9 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
             } else if (!strncmp(name, "condition", 9) && (name[9] == ' ' || name[9] == '\t')) {
                 char *label = trim(name + 10);
                 int prev = find_cond(p, label);
-                if (!valid_label(label))
-                    st = perr(&ps, ps.line, "condition name '%s': use 1 to %d letters, digits, '.', '_', '+' or '-', "
-                              "not starting with '.' (it names run directories)", label, DEBA_NAME_MAX - 1);
+                if (!deba_name_ok(label))
+                    st = perr(&ps, ps.line, "condition name '%s': use 1 to %d letters, digits, '.', '_' or '-', "
+                              "not '.' or '..' (it names run directories)", label, DEBA_NAME_MAX - 1);
                 else if (prev >= 0)
                     st = perr(&ps, ps.line, "duplicate section [condition %s] (first at line %d)", label, p->conds[prev].line);
                 else if (p->n_conds == MAX_CONDS)
@@ -521,7 +539,8 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
         if (section == 1) st = study_key(&ps, key, val, &conds_line, conds_val);
         else st = condition_key(&ps, &p->conds[p->n_conds - 1], key, val);
     }
-    if (!st && ferror(f)) st = deba_err_set(e, DEBA_E_INPUT, "%s: read error", path);
+    if (!st && ferror(f)) st = deba_err_set(e, DEBA_E_INPUT, "%s: read error: %s", path, strerror(errno));
+    free(buf);
     fclose(f);
     if (!st) st = validate(&ps, conds_line, conds_val);
     if (st) {
@@ -559,9 +578,15 @@ static int image_size(const deba_plan *p, const char *arch)
     return p->image_size;
 }
 
-static void thresholds_path(const deba_plan *p, const char *arch, const char *dataset, char *buf, size_t cap)
+/* out is shorter than 2048 bytes and the names than DEBA_NAME_MAX (checked when parsed), so a
+ * buffer of 2048 + 2 * DEBA_NAME_MAX + 32 always holds it; a smaller one is a bug, reported. */
+static deba_status thresholds_path(const deba_plan *p, const char *arch, const char *dataset, char *buf, size_t cap,
+                                   deba_err *e)
 {
-    if (snprintf(buf, cap, "%s/%s/%s/thresholds.csv", p->out, arch, dataset) >= (int)cap) buf[0] = '\0';
+    int n = snprintf(buf, cap, "%s/%s/%s/thresholds.csv", p->out, arch, dataset);
+    if (n < 0 || (size_t)n >= cap)
+        return deba_err_set(e, DEBA_E_INPUT, "%s: thresholds path under out = %.64s... is too long", p->path, p->out);
+    return DEBA_OK;
 }
 
 /* The library configuration of one run; thresholds from a file or calibration not yet applied. */
@@ -594,7 +619,8 @@ static void run_config(const deba_plan *p, const plan_cond *c, const char *arch,
 typedef struct {
     char *s;
     size_t n, cap;
-    int failed;
+    int failed;             /* out of memory */
+    const char *unquotable; /* a value deba_esc_shell refused (a control character) */
 } sbuf;
 
 static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -623,22 +649,32 @@ static void sb_add(sbuf *b, const char *fmt, ...)
     }
 }
 
-/* A shell word: as is when it is made of safe characters, else single-quoted. */
+/* A shell word (deba_esc_shell): every string from the plan or the command line that enters
+ * jobs.txt, study.sbatch or profiles.sh goes through here or through sb_comment. */
 static void sb_word(sbuf *b, const char *w)
 {
-    int safe = *w != '\0';
-    for (const char *c = w; *c && safe; c++)
-        safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("_./:=+,-@%", *c);
-    if (safe) {
-        sb_add(b, "%s", w);
+    char *q = deba_esc_dup(deba_esc_shell, w);
+    if (!q) {
+        if (deba_esc_shell(NULL, 0, w) < 0) {
+            if (!b->unquotable) b->unquotable = w;
+        } else
+            b->failed = 1;
         return;
     }
-    sb_add(b, "'");
-    for (const char *c = w; *c; c++) {
-        if (*c == '\'') sb_add(b, "'\\''");
-        else sb_add(b, "%c", *c);
+    sb_add(b, "%s", q);
+    free(q);
+}
+
+/* Text inside a '#' comment line (deba_esc_comment): it never ends the comment. */
+static void sb_comment(sbuf *b, const char *text)
+{
+    char *c = deba_esc_dup(deba_esc_comment, text);
+    if (!c) {
+        b->failed = 1;
+        return;
     }
-    sb_add(b, "'");
+    sb_add(b, "%s", c);
+    free(c);
 }
 
 static void sb_opt(sbuf *b, const char *opt, const char *val)
@@ -663,7 +699,8 @@ static void sb_data_opts(sbuf *b, const deba_plan *p, const char *arch, const ch
     sb_opt(b, "epochs", num);
 }
 
-static void emit_run(sbuf *b, const deba_plan *p, const plan_cond *c, const char *arch, const char *dataset, int seed)
+static deba_status emit_run(sbuf *b, const deba_plan *p, const plan_cond *c, const char *arch, const char *dataset,
+                            int seed, deba_err *e)
 {
     sb_add(b, "deba-train");
     sb_data_opts(b, p, arch, dataset);
@@ -678,7 +715,8 @@ static void emit_run(sbuf *b, const deba_plan *p, const plan_cond *c, const char
         if (!v) continue;
         if (o == CO_THRESHOLDS) {
             if (m->i != DEBA_METHOD_DEBA) continue;
-            if (c->calibrate) thresholds_path(p, arch, dataset, th, sizeof th);
+            deba_status st;
+            if (c->calibrate && (st = thresholds_path(p, arch, dataset, th, sizeof th, e))) return st;
             sb_opt(b, "thresholds", c->calibrate ? th : v->raw);
         } else
             sb_opt(b, COND_OPTS[o].key, v->raw);
@@ -686,6 +724,7 @@ static void emit_run(sbuf *b, const deba_plan *p, const plan_cond *c, const char
     sb_opt(b, "label", c->name);
     sb_opt(b, "out", p->out);
     sb_add(b, " --resume\n");
+    return DEBA_OK;
 }
 
 /* The options of the `fixed` condition that deba-profile takes, so it reuses those runs. */
@@ -708,19 +747,21 @@ static void emit_profile(sbuf *b, const deba_plan *p, const char *arch, const ch
     sb_add(b, " --quiet\n");
 }
 
+/* Through the library's atomic writer (a fresh temporary name, never a planted one); the mode of
+ * a script is set once it is in place. */
 static deba_status write_file(const char *path, const char *text, size_t n, int mode, deba_err *e)
 {
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return deba_err_set(e, DEBA_E_IO, "%s: cannot write: %s", path, strerror(errno));
-    int bad = fwrite(text, 1, n, f) != n;
-    bad |= fclose(f) != 0;
-    if (!bad && mode) bad = chmod(tmp, (mode_t)mode) != 0;
-    if (bad || rename(tmp, path)) {
-        remove(tmp);
-        return deba_err_set(e, DEBA_E_IO, "%s: cannot write: %s", path, strerror(errno));
+    deba_atomic a;
+    deba_status st = deba_atomic_open(&a, path, e);
+    if (st) return st;
+    if (fwrite(text, 1, n, a.f) != n || fflush(a.f) != 0) {
+        int err = errno;
+        deba_atomic_abort(&a);
+        return deba_err_set(e, DEBA_E_IO, "%s: cannot write: %s", path, strerror(err));
     }
+    if ((st = deba_atomic_commit(&a, e))) return st;
+    if (mode && chmod(path, (mode_t)mode) != 0)
+        return deba_err_set(e, DEBA_E_IO, "%s: cannot make it executable: %s", path, strerror(errno));
     return DEBA_OK;
 }
 
@@ -733,11 +774,16 @@ static int exists(const char *path)
 deba_status deba_plan_emit(const deba_plan *p, const char *jobs_path, int force, FILE *log, deba_err *e)
 {
     char dir[4096], sbatch[4200], profiles[4200];
-    snprintf(dir, sizeof dir, "%s", jobs_path);
+    int len = snprintf(dir, sizeof dir, "%s", jobs_path);
+    if (len < 0 || (size_t)len >= sizeof dir)
+        return deba_err_set(e, DEBA_E_INPUT, "--emit-jobs: path longer than %zu bytes", sizeof dir - 1);
+    /* the paths are written into the scripts as shell words: one line each */
+    if (deba_esc_shell(NULL, 0, jobs_path) < 0)
+        return deba_err_set(e, DEBA_E_INPUT, "--emit-jobs: the path holds a control character");
     char *slash = strrchr(dir, '/');
     if (slash) slash[1] = '\0';
     else dir[0] = '\0';
-    snprintf(sbatch, sizeof sbatch, "%sstudy.sbatch", dir);
+    snprintf(sbatch, sizeof sbatch, "%sstudy.sbatch", dir);     /* dir < 4096: fits */
     snprintf(profiles, sizeof profiles, "%sprofiles.sh", dir);
     int fx = find_cond(p, "fixed"), need_cal = 0, fixed_runs = 0;
     for (int k = 0; k < p->n_order; k++) {
@@ -761,54 +807,77 @@ deba_status deba_plan_emit(const deba_plan *p, const char *jobs_path, int force,
 
     /* Phase 1: runs with nothing to wait for; phase 2: runs that need calibrated thresholds. */
     int cuda = !strcmp(p->device, "cuda");
+    deba_status st = DEBA_OK;
     sbuf jobs = { 0 };
     size_t n1 = 0, n = 0;
-    for (int phase = 0; phase < 2; phase++)
-        for (int a = 0; a < p->n_archs; a++)
-            for (int d = 0; d < p->n_datasets; d++)
-                for (int k = 0; k < p->n_order; k++) {
+    for (int phase = 0; phase < 2 && !st; phase++)
+        for (int a = 0; a < p->n_archs && !st; a++)
+            for (int d = 0; d < p->n_datasets && !st; d++)
+                for (int k = 0; k < p->n_order && !st; k++) {
                     const plan_cond *c = &p->conds[p->order[k]];
                     if (c->calibrate != phase || !cond_applies(p, c, p->archs[a], p->datasets[d])) continue;
-                    for (int s = 0; s < p->n_seeds; s++, n++) emit_run(&jobs, p, c, p->archs[a], p->datasets[d], p->seeds[s]);
+                    for (int s = 0; s < p->n_seeds && !st; s++, n++)
+                        st = emit_run(&jobs, p, c, p->archs[a], p->datasets[d], p->seeds[s], e);
                     if (!phase) n1 += (size_t)p->n_seeds;
                 }
     sbuf prof = { 0 };
     if (write_profiles) {
-        sb_add(&prof, "#!/bin/sh\n# Generated by deba-profile --emit-jobs from %s: the stability profile and calibrated\n"
-                      "# thresholds of every (arch, dataset) from the fixed runs of %s (run after them).\nset -e\n",
-               p->path, jobs_path);
-        const plan_cond *fx = &p->conds[find_cond(p, "fixed")];
+        sb_add(&prof, "#!/bin/sh\n# Generated by deba-profile --emit-jobs from ");
+        sb_comment(&prof, p->path);
+        sb_add(&prof, ": the stability profile and calibrated\n# thresholds of every (arch, dataset) from the fixed runs "
+                      "of ");
+        sb_comment(&prof, jobs_path);
+        sb_add(&prof, " (run after them).\nset -e\n");
+        const plan_cond *fxc = &p->conds[find_cond(p, "fixed")];
         for (int a = 0; a < p->n_archs; a++)
             for (int d = 0; d < p->n_datasets; d++)
-                if (cond_applies(p, fx, p->archs[a], p->datasets[d])) emit_profile(&prof, p, p->archs[a], p->datasets[d]);
+                if (cond_applies(p, fxc, p->archs[a], p->datasets[d])) emit_profile(&prof, p, p->archs[a], p->datasets[d]);
     }
+    /* The command lines in comments are for copying: their paths are shell words too. */
+    char *qjobs = deba_esc_dup(deba_esc_shell, jobs_path), *qsbatch = deba_esc_dup(deba_esc_shell, sbatch);
+    char *qprof = deba_esc_dup(deba_esc_shell, profiles), *wrap = NULL, *qwrap = NULL;
+    if (qprof && asprintf(&wrap, "sh %s", qprof) >= 0) qwrap = deba_esc_dup(deba_esc_shell, wrap);   /* --wrap='sh …' */
     sbuf sb = { 0 };
-    sb_add(&sb, "#!/bin/bash\n# Generated by deba-profile --emit-jobs from %s: Slurm array task i runs line i of %s.\n",
-           p->path, jobs_path);
-    if (need_cal)
+    if (!qjobs || !qsbatch || !qprof || !qwrap) sb.failed = 1;
+    else {
+        sb_add(&sb, "#!/bin/bash\n# Generated by deba-profile --emit-jobs from ");
+        sb_comment(&sb, p->path);
+        sb_add(&sb, ": Slurm array task i runs line i of %s.\n", qjobs);
+        if (need_cal)
+            sb_add(&sb,
+                   "# Lines 1-%zu need nothing else; lines %zu-%zu use thresholds that %s calibrates from\n"
+                   "# the fixed runs, so submit in three steps (from the directory deba-profile ran in):\n"
+                   "#   p1=$(sbatch --parsable --array=1-%zu %s)\n"
+                   "#   p2=$(sbatch --parsable --dependency=afterok:$p1%s --wrap=%s)\n"
+                   "#   sbatch --dependency=afterok:$p2 --array=%zu-%zu %s\n"
+                   "# With GNU parallel: head -n %zu %s | parallel -j 4 && sh %s && tail -n +%zu %s | parallel -j 4\n",
+                   n1, n1 + 1, n, qprof, n1, qsbatch, cuda ? " --gres=gpu:1" : "", qwrap, n1 + 1, n, qsbatch, n1, qjobs,
+                   qprof, n1 + 1, qjobs);
+        else
+            sb_add(&sb, "# Submit from the directory deba-profile ran in: sbatch %s\n# With GNU parallel: parallel -j 4 < "
+                        "%s%s%s\n", qsbatch, qjobs, write_profiles ? "; then sh " : "", write_profiles ? qprof : "");
         sb_add(&sb,
-               "# Lines 1-%zu need nothing else; lines %zu-%zu use thresholds that %s calibrates from\n"
-               "# the fixed runs, so submit in three steps (from the directory deba-profile ran in):\n"
-               "#   p1=$(sbatch --parsable --array=1-%zu %s)\n"
-               "#   p2=$(sbatch --parsable --dependency=afterok:$p1%s --wrap='sh %s')\n"
-               "#   sbatch --dependency=afterok:$p2 --array=%zu-%zu %s\n"
-               "# With GNU parallel: head -n %zu %s | parallel -j 4 && sh %s && tail -n +%zu %s | parallel -j 4\n",
-               n1, n1 + 1, n, profiles, n1, sbatch, cuda ? " --gres=gpu:1" : "", profiles, n1 + 1, n, sbatch, n1, jobs_path, profiles, n1 + 1, jobs_path);
-    else
-        sb_add(&sb, "# Submit from the directory deba-profile ran in: sbatch %s\n# With GNU parallel: parallel -j 4 < %s%s%s\n",
-               sbatch, jobs_path, write_profiles ? "; then sh " : "", write_profiles ? profiles : "");
-    sb_add(&sb,
-           "# A requeued or resubmitted task resumes its run (--resume); a completed run is not retrained.\n"
-           "#SBATCH --job-name=deba-study\n#SBATCH --array=1-%zu\n#SBATCH --output=deba-study-%%A_%%a.out\n%s"
-           "set -euo pipefail\n"
-           "line=$(sed -n \"${SLURM_ARRAY_TASK_ID}p\" ",
-           n, cuda ? "#SBATCH --gres=gpu:1\n" : "");
-    sb_word(&sb, jobs_path);
-    sb_add(&sb, ")\n"
-                "if [ -z \"$line\" ]; then echo \"study.sbatch: no line $SLURM_ARRAY_TASK_ID in %s\" >&2; exit 2; fi\n"
-                "echo \"$line\"\nexec bash -c \"$line\"\n",
-           jobs_path);
-    deba_status st = jobs.failed || prof.failed || sb.failed ? deba_err_set(e, DEBA_E_NOMEM, "out of memory") : DEBA_OK;
+               "# A requeued or resubmitted task resumes its run (--resume); a completed run is not retrained.\n"
+               "#SBATCH --job-name=deba-study\n#SBATCH --array=1-%zu\n#SBATCH --output=deba-study-%%A_%%a.out\n%s"
+               "set -euo pipefail\n"
+               "line=$(sed -n \"${SLURM_ARRAY_TASK_ID}p\" %s)\n"
+               "if [ -z \"$line\" ]; then echo \"study.sbatch: no line $SLURM_ARRAY_TASK_ID in \"%s >&2; exit 2; fi\n"
+               "echo \"$line\"\nexec bash -c \"$line\"\n",
+               n, cuda ? "#SBATCH --gres=gpu:1\n" : "", qjobs, qjobs);
+    }
+    free(qjobs);
+    free(qsbatch);
+    free(qprof);
+    free(wrap);
+    free(qwrap);
+    const char *bad = jobs.unquotable ? jobs.unquotable : prof.unquotable ? prof.unquotable : sb.unquotable;
+    if (st) {
+    } else if (bad) {
+        char shown[400];
+        st = deba_err_set(e, DEBA_E_INPUT, "%s: '%s' holds a control character and cannot be written into a script",
+                          p->path, deba_esc_msg(shown, sizeof shown, bad));
+    } else if (jobs.failed || prof.failed || sb.failed)
+        st = deba_err_set(e, DEBA_E_NOMEM, "out of memory");
     if (!st) st = write_file(jobs_path, jobs.s ? jobs.s : "", jobs.n, 0, e);
     if (!st) st = write_file(sbatch, sb.s, sb.n, 0755, e);
     if (!st && write_profiles) st = write_file(profiles, prof.s, prof.n, 0755, e);
@@ -880,7 +949,8 @@ deba_status deba_plan_run(const deba_plan *p, int quiet, FILE *log, deba_err *e)
                     if (th && tc.sched.method == DEBA_METHOD_DEBA) {
                         deba_thresholds_row row = cal;
                         if (c->calibrate) {
-                            thresholds_path(p, arch, dataset, tc.thresholds_src, sizeof tc.thresholds_src);
+                            if ((st = thresholds_path(p, arch, dataset, tc.thresholds_src, sizeof tc.thresholds_src, e)))
+                                return st;
                         } else {
                             deba_thresholds_row *rows = NULL;
                             size_t n = 0;

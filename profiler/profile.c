@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include "calib/calib.h"
 #include "deba/deba.h"
+#include "deba/escape.h"
 #include "trainer/data/dataset.h"
 
 void deba_profile_summarize(const deba_profile_row *rows, size_t n, deba_summary_row *out)
@@ -78,7 +79,12 @@ static deba_status seed_row(const deba_run *run, const char *arch, const char *d
                             md ? md : "?", arch, dataset);
     if (!status) return deba_err_set(e, DEBA_E_INPUT, "%s/meta.csv: key 'status' missing", run->dir);
     s->seed = (int)seed;
-    snprintf(s->dir, sizeof s->dir, "%s", run->dir);
+    if (strlen(status) >= sizeof s->status) {
+        char shown[200];
+        return deba_err_set(e, DEBA_E_INPUT, "%s/meta.csv: status '%s' is not a run status", run->dir,
+                            deba_esc_msg(shown, sizeof shown, status));
+    }
+    snprintf(s->dir, sizeof s->dir, "%s", run->dir);    /* both 4096 bytes */
     snprintf(s->status, sizeof s->status, "%s", status);
     s->used = 0;
     if (strcmp(status, "completed")) return DEBA_OK;
@@ -129,8 +135,9 @@ deba_status deba_profile_compute(const char *out, const char *arch, const char *
                                  size_t n_seeds, deba_profile *p, deba_err *e)
 {
     memset(p, 0, sizeof *p);
-    if (strlen(arch) >= DEBA_NAME_MAX || strlen(dataset) >= DEBA_NAME_MAX)
-        return deba_err_set(e, DEBA_E_INPUT, "arch or dataset name longer than %d characters", DEBA_NAME_MAX - 1);
+    if (!deba_name_ok(arch) || !deba_name_ok(dataset))   /* they name directories below out */
+        return deba_err_set(e, DEBA_E_INPUT, "arch or dataset is not a name of 1 to %d of A-Z a-z 0-9 . _ -",
+                            DEBA_NAME_MAX - 1);
     snprintf(p->arch, sizeof p->arch, "%s", arch);
     snprintf(p->dataset, sizeof p->dataset, "%s", dataset);
 
@@ -151,9 +158,10 @@ deba_status deba_profile_compute(const char *out, const char *arch, const char *
         }
     } else {
         char root[4200];
-        snprintf(root, sizeof root, "%s/%s/%s/fixed", out, arch, dataset);
+        int len = snprintf(root, sizeof root, "%s/%s/%s/fixed", out, arch, dataset);
         const char *roots[1] = { root };
-        st = deba_runs_load(roots, 1, &runs, &n, e);
+        if (len < 0 || (size_t)len >= sizeof root) st = deba_err_set(e, DEBA_E_INPUT, "--out: path too long");
+        else st = deba_runs_load(roots, 1, &runs, &n, e);
         if (!st && n == 0) st = deba_err_set(e, DEBA_E_INPUT, "no runs under %s", root);
     }
     if (!st && !(p->seeds = calloc(n, sizeof *p->seeds))) st = deba_err_set(e, DEBA_E_NOMEM, "out of memory");
@@ -169,9 +177,14 @@ deba_status deba_profile_compute(const char *out, const char *arch, const char *
     size_t used = 0;
     for (size_t i = 0; i < p->n_seeds; i++) used += (size_t)p->seeds[i].used;
     if (!st && used == 0) {
-        char list[512] = "";
-        for (size_t i = 0, l = 0; i < p->n_seeds && l < sizeof list; i++, l = strlen(list))
+        char list[512] = "";   /* the seeds and their status; past 400 bytes, how many more */
+        for (size_t i = 0, l = 0; i < p->n_seeds; i++, l = strlen(list)) {
+            if (l > 400) {
+                snprintf(list + l, sizeof list - l, ", %zu more", p->n_seeds - i);   /* fits: l <= 460 */
+                break;
+            }
             snprintf(list + l, sizeof list - l, "%sseed %d %s", i ? ", " : "", p->seeds[i].seed, p->seeds[i].status);
+        }
         st = deba_err_set(e, DEBA_E_INPUT, "%s/%s: no completed fixed-batch run to profile (%s)", arch, dataset, list);
     }
     if (!st && !(p->rows = calloc(used, sizeof *p->rows))) st = deba_err_set(e, DEBA_E_NOMEM, "out of memory");
@@ -204,7 +217,7 @@ deba_status deba_profile_compute(const char *out, const char *arch, const char *
 
 deba_status deba_profile_save(const char *dir, const deba_profile *p, deba_err *e)
 {
-    char path[4200];
+    char path[4200];   /* deba_mkdirs takes dirs shorter than 4096 bytes: every path below fits */
     deba_status st = deba_mkdirs(dir, e);
     if (st) return st;
     snprintf(path, sizeof path, "%s/profile.csv", dir);

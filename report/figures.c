@@ -1,15 +1,20 @@
 /* The report's figures: each one a .dat (data blocks, one per series) and a .gp script that
- * users can restyle, rendered to PNG (pngcairo) and SVG by gnuplot run as a child process. */
+ * users can restyle, rendered to PNG (pngcairo) and SVG by gnuplot run as a child process in a
+ * private directory, so no predictable file name in the output folder is ever written. */
 #include "report/report.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "deba/csv.h"
+#include "deba/escape.h"
 
 typedef struct {
     char name[160];
@@ -37,37 +42,29 @@ static void series_free(series *s, size_t n)
     free(s);
 }
 
-static void sanitize(char *dst, size_t cap, const char *src)
+/* A '#' comment line: data never ends it early (deba_esc_comment). */
+static void comment(FILE *f, const char *prefix, const char *text, const char *suffix)
 {
-    size_t j = 0;
-    for (; *src && j + 1 < cap; src++) {
-        char c = *src;
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                 c == '_' || c == '.';
-        dst[j++] = ok ? c : '_';
-    }
-    dst[j] = '\0';
+    fputs(prefix, f);
+    deba_esc_fput(f, deba_esc_comment, text);
+    fputs(suffix, f);
 }
 
-/* gnuplot single-quoted string: a quote is doubled */
+/* A gnuplot string literal (deba_esc_gnuplot). */
 static void gp_str(FILE *f, const char *s)
 {
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'') fputc('\'', f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
+    deba_esc_fput(f, deba_esc_gnuplot, s);
 }
 
 static void w_dat(FILE *f, const void *ctx)
 {
     const figspec *fs = ctx;
-    fprintf(f, "# %s\n# one block per series (gnuplot 'index i'), columns: x y%s\n", fs->title,
-            fs->band ? " std" : "");
+    comment(f, "# ", fs->title, "\n");
+    fprintf(f, "# one block per series (gnuplot 'index i'), columns: x y%s\n", fs->band ? " std" : "");
     for (size_t i = 0; i < fs->ns; i++) {
         const series *s = &fs->s[i];
-        fprintf(f, "# series %zu: %s\n", i, s->name);
+        fprintf(f, "# series %zu: ", i);
+        comment(f, "", s->name, "\n");
         for (size_t k = 0; k < s->n; k++) {
             fprintf(f, "%.9g %.9g", s->x[k], s->y[k]);
             if (fs->band) fprintf(f, " %.9g", s->sd ? s->sd[k] : 0.0);
@@ -77,12 +74,15 @@ static void w_dat(FILE *f, const void *ctx)
     }
 }
 
+/* The stem is a checked name (deba_name_ok), so it is written as is inside quotes; every other
+ * string goes through gp_str or comment. */
 static void w_gp(FILE *f, const void *ctx)
 {
     const figspec *fs = ctx;
-    fprintf(f, "# %s: regenerate with `gnuplot %s.gp` in this directory; restyle freely.\n", fs->title, fs->stem);
+    comment(f, "# ", fs->title, "");
+    fprintf(f, ": regenerate with `gnuplot %s.gp` in this directory; restyle freely.\n", fs->stem);
     fprintf(f, "set terminal pngcairo size 960,600 noenhanced font 'sans,10'\n");
-    fprintf(f, "set output '%s.png.tmp'\n", fs->stem);
+    fprintf(f, "set output '%s.png'\n", fs->stem);
     fputs("set title ", f);
     gp_str(f, fs->title);
     fputs("\nset xlabel ", f);
@@ -106,16 +106,16 @@ static void w_gp(FILE *f, const void *ctx)
         gp_str(f, fs->s[i].name);
     }
     fprintf(f, "\nset terminal svg size 960,600 dynamic noenhanced font 'sans,10'\n"
-               "set output '%s.svg.tmp'\nreplot\nunset output\n", fs->stem);
+               "set output '%s.svg'\nreplot\nunset output\n", fs->stem);
 }
 
 static deba_status write_fig(const char *dir, const figspec *fs, deba_err *e)
 {
-    char path[4400];
+    char path[PATH_MAX];
     deba_status s;
-    snprintf(path, sizeof path, "%s/%s.dat", dir, fs->stem);
+    if ((s = rp_path(path, sizeof path, e, "%s/%s.dat", dir, fs->stem))) return s;
     if ((s = rp_write_file(path, w_dat, fs, e))) return s;
-    snprintf(path, sizeof path, "%s/%s.gp", dir, fs->stem);
+    if ((s = rp_path(path, sizeof path, e, "%s/%s.gp", dir, fs->stem))) return s;
     return rp_write_file(path, w_gp, fs, e);
 }
 
@@ -128,41 +128,63 @@ static int find_gnuplot(char *buf, size_t cap)
     while (*path) {
         const char *end = strchr(path, ':');
         size_t l = end ? (size_t)(end - path) : strlen(path);
-        if (l > 0 && l + 9 < cap) {
-            snprintf(buf, cap, "%.*s/gnuplot", (int)l, path);
-            if (access(buf, X_OK) == 0) return 1;
-        }
+        int n = l > 0 ? snprintf(buf, cap, "%.*s/gnuplot", (int)l, path) : -1;
+        if (n > 0 && (size_t)n < cap && access(buf, X_OK) == 0) return 1;
         path += l;
         if (*path == ':') path++;
     }
     return 0;
 }
 
-static pid_t spawn_gnuplot(const char *gnuplot, const char *dir, const char *stem)
+/* gnuplot on <stem>.gp with the private directory as its working directory: the script's
+ * outputs (<stem>.png, <stem>.svg) land there, where no one else can plant a name. */
+static pid_t spawn_gnuplot(const char *gnuplot, const char *priv, const char *stem)
 {
+    char gp[256];
+    int n = snprintf(gp, sizeof gp, "%s.gp", stem);
+    if (n < 0 || (size_t)n >= sizeof gp) return -1;
     pid_t pid = fork();
     if (pid != 0) return pid;
-    if (chdir(dir) != 0) _exit(127);
+    if (chdir(priv) != 0) _exit(127);
     int null = open("/dev/null", O_WRONLY);
     if (null >= 0) {
         dup2(null, 1);
         dup2(null, 2);
     }
-    char gp[256];
-    snprintf(gp, sizeof gp, "%s.gp", stem);
     execl(gnuplot, "gnuplot", gp, (char *)NULL);
     _exit(127);
 }
 
-/* Renames gnuplot's temporary output into place, or removes it after a failed run. */
-static int finish_output(const char *dir, const char *stem, const char *ext, int keep)
+/* Moves priv/<stem>.<ext> into dir when keep, else removes it. 1 when it is in place. rename
+ * replaces whatever dir/<stem>.<ext> was, a symlink included, without following it. */
+static int move_out(const char *priv, const char *dir, const char *stem, const char *ext, int keep)
 {
-    char tmp[4400], dst[4400];
-    snprintf(tmp, sizeof tmp, "%s/%s.%s.tmp", dir, stem, ext);
-    snprintf(dst, sizeof dst, "%s/%s.%s", dir, stem, ext);
-    if (keep && rename(tmp, dst) == 0) return 1;
-    unlink(tmp);
+    char from[PATH_MAX], to[PATH_MAX];
+    int a = snprintf(from, sizeof from, "%s/%s.%s", priv, stem, ext);
+    int b = snprintf(to, sizeof to, "%s/%s.%s", dir, stem, ext);
+    if (a < 0 || b < 0 || (size_t)a >= sizeof from || (size_t)b >= sizeof to) return 0;
+    if (keep && rename(from, to) == 0) return 1;
+    int err = errno;   /* for the caller's message, not unlink's */
+    unlink(from);
+    errno = err;
     return 0;
+}
+
+/* Removes the private directory and anything left in it (a failed gnuplot's partial output). */
+static void remove_private(const char *priv)
+{
+    DIR *d = opendir(priv);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            char p[PATH_MAX];
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            int n = snprintf(p, sizeof p, "%s/%s", priv, de->d_name);
+            if (n > 0 && (size_t)n < sizeof p) unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(priv);
 }
 
 /* ---- the figures themselves ---- */
@@ -214,11 +236,11 @@ static deba_status sweep_figs(const deba_analysis *a, figlist *L, deba_err *e)
     for (int which = 0; which < 2 && !s; which++) {
         figspec fs;
         memset(&fs, 0, sizeof fs);
-        snprintf(fs.stem, sizeof fs.stem, which ? "fig2_grad_var_vs_batch" : "fig1_time_vs_batch");
-        snprintf(fs.title, sizeof fs.title,
+        snprintf(fs.stem, sizeof fs.stem, "%s", which ? "fig2_grad_var_vs_batch" : "fig1_time_vs_batch");
+        snprintf(fs.title, sizeof fs.title, "%s",
                  which ? "Figure 2: gradient variance vs batch size" : "Figure 1: time per epoch vs batch size");
         snprintf(fs.xlabel, sizeof fs.xlabel, "batch size");
-        snprintf(fs.ylabel, sizeof fs.ylabel, which ? "gradient variance" : "time per epoch (s)");
+        snprintf(fs.ylabel, sizeof fs.ylabel, "%s", which ? "gradient variance" : "time per epoch (s)");
         fs.logx = 1;
         fs.logy = which == 1;
         fs.s = calloc(a->nsweep, sizeof *fs.s);
@@ -229,7 +251,7 @@ static deba_status sweep_figs(const deba_analysis *a, figlist *L, deba_err *e)
             size_t j = i;
             while (j < a->nsweep && !strcmp(rows[j].arch, rows[i].arch) && !strcmp(rows[j].dataset, rows[i].dataset)) j++;
             series *se = &fs.s[fs.ns++];
-            snprintf(se->name, sizeof se->name, "%s/%s", rows[i].arch, rows[i].dataset);
+            if ((s = rp_text(se->name, sizeof se->name, e, "%s/%s", rows[i].arch, rows[i].dataset))) break;
             se->x = malloc((j - i) * sizeof *se->x);
             se->y = malloc((j - i) * sizeof *se->y);
             if (!se->x || !se->y) { s = deba_err_set(e, DEBA_E_NOMEM, "out of memory"); break; }
@@ -241,20 +263,23 @@ static deba_status sweep_figs(const deba_analysis *a, figlist *L, deba_err *e)
             double ratio = which ? (first > 0 ? last / first : NAN) : (last > 0 ? first / last : NAN);
             if (se->n > 1 && !isnan(ratio) && ratio > best_ratio) {
                 best_ratio = ratio;
-                snprintf(best, sizeof best, "%s (B=%g → %g)", se->name, se->x[0], se->x[se->n - 1]);
+                if ((s = rp_text(best, sizeof best, e, "%s (B=%g → %g)", se->name, se->x[0], se->x[se->n - 1]))) break;
             }
             i = j;
         }
         if (s) { series_free(fs.s, fs.ns); break; }
-        char reading[512];
-        if (best_ratio < 0) snprintf(reading, sizeof reading, "Each series has a single batch size; nothing to compare.");
+        char reading[512], ratio[64];
+        if (!s && best_ratio >= 0 && which == 0) s = rp_num(ratio, sizeof ratio, e, best_ratio, 2, 0);
+        if (s) {
+        } else if (best_ratio < 0)
+            s = rp_text(reading, sizeof reading, e, "Each series has a single batch size; nothing to compare.");
         else if (which == 0)
-            snprintf(reading, sizeof reading, "Time per epoch falls most on %s: %.2f× from the smallest to the largest batch.",
-                     best, best_ratio);
+            s = rp_text(reading, sizeof reading, e, "Time per epoch falls most on %s: %s× from the smallest to the largest "
+                        "batch.", best, ratio);
         else
-            snprintf(reading, sizeof reading, "Gradient variance at the largest batch is at most %.3g× that at the smallest (%s).",
-                     best_ratio, best);
-        if ((s = add_fig(L, &fs, reading, e))) series_free(fs.s, fs.ns);
+            s = rp_text(reading, sizeof reading, e, "Gradient variance at the largest batch is at most %.3g× that at the "
+                        "smallest (%s).", best_ratio, best);
+        if (s || (s = add_fig(L, &fs, reading, e))) series_free(fs.s, fs.ns);
     }
     free(rows);
     return s;
@@ -311,10 +336,13 @@ static deba_status trajectory_figs(const deba_analysis *a, figlist *L, deba_err 
         if (seen) continue;
         figspec fs;
         memset(&fs, 0, sizeof fs);
-        char ds[DEBA_NAME_MAX];
-        sanitize(ds, sizeof ds, g0->dataset);
-        snprintf(fs.stem, sizeof fs.stem, "fig3_batch_trajectory_%s", ds);
-        snprintf(fs.title, sizeof fs.title, "Batch size under DEBA per architecture, %s (mean over seeds)", g0->dataset);
+        deba_status s;
+        if (!deba_name_ok(g0->dataset))
+            return deba_err_set(e, DEBA_E_INPUT, "dataset name of group %zu is not a file name", i);
+        if ((s = rp_text(fs.stem, sizeof fs.stem, e, "fig3_batch_trajectory_%s", g0->dataset)) ||
+            (s = rp_text(fs.title, sizeof fs.title, e, "Batch size under DEBA per architecture, %s (mean over seeds)",
+                         g0->dataset)))
+            return s;
         snprintf(fs.xlabel, sizeof fs.xlabel, "epoch");
         snprintf(fs.ylabel, sizeof fs.ylabel, "batch size");
         fs.logy = 1;
@@ -322,23 +350,25 @@ static deba_status trajectory_figs(const deba_analysis *a, figlist *L, deba_err 
         if (!fs.s) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
         double hi = -1, lo = INFINITY;
         const char *hin = "", *lon = "";
-        deba_status s = DEBA_OK;
         for (size_t j = i; j < a->ngroups && !s; j++) {
             const deba_group *g = &a->groups[j];
             if (strcmp(g->label, "deba") || strcmp(g->dataset, g0->dataset)) continue;
             series *se = &fs.s[fs.ns++];
-            snprintf(se->name, sizeof se->name, "%s", g->arch);
+            snprintf(se->name, sizeof se->name, "%s", g->arch);   /* a name: shorter than DEBA_NAME_MAX */
             if ((s = group_series(a, g, COL_BATCH, 0, se, e))) break;
             double last = se->n ? se->y[se->n - 1] : NAN;
             if (last > hi) { hi = last; hin = g->arch; }
             if (last < lo) { lo = last; lon = g->arch; }
         }
-        char reading[512];
-        if (hi == lo)
-            snprintf(reading, sizeof reading, "Every architecture ends at the same mean batch size (%.0f).", hi);
+        char reading[512], his[64], los[64];
+        if (!s) s = rp_num(his, sizeof his, e, hi, 0, 0);
+        if (!s) s = rp_num(los, sizeof los, e, lo, 0, 0);
+        if (s) {
+        } else if (hi == lo)
+            s = rp_text(reading, sizeof reading, e, "Every architecture ends at the same mean batch size (%s).", his);
         else
-            snprintf(reading, sizeof reading, "%s ends at the largest mean batch size (%.0f), %s at the smallest (%.0f).",
-                     hin, hi, lon, lo);
+            s = rp_text(reading, sizeof reading, e, "%s ends at the largest mean batch size (%s), %s at the smallest (%s).",
+                        hin, his, lon, los);
         if (s || (s = add_fig(L, &fs, reading, e))) {
             series_free(fs.s, fs.ns);
             return s;
@@ -357,22 +387,23 @@ static deba_status curve_figs(const deba_analysis *a, figlist *L, deba_err *e)
         int fi = deba_analysis_find(a, g0->arch, g0->dataset, "fixed");
         int di = deba_analysis_find(a, g0->arch, g0->dataset, "deba");
         if (fi < 0 && di < 0) continue;
-        char as[DEBA_NAME_MAX], ds[DEBA_NAME_MAX];
-        sanitize(as, sizeof as, g0->arch);
-        sanitize(ds, sizeof ds, g0->dataset);
+        if (!deba_name_ok(g0->arch) || !deba_name_ok(g0->dataset))
+            return deba_err_set(e, DEBA_E_INPUT, "arch or dataset name of group %zu is not a file name", i);
         for (int which = 0; which < 2; which++) {
             figspec fs;
             memset(&fs, 0, sizeof fs);
             fs.band = 1;
-            snprintf(fs.stem, sizeof fs.stem, "%s_%s_%s", which ? "fig5_test_acc" : "fig4_train_loss", as, ds);
-            snprintf(fs.title, sizeof fs.title, "%s, %s/%s: fixed vs DEBA (mean ± std over seeds)",
-                     which ? "Test accuracy" : "Training loss", g0->arch, g0->dataset);
+            deba_status s;
+            if ((s = rp_text(fs.stem, sizeof fs.stem, e, "%s_%s_%s", which ? "fig5_test_acc" : "fig4_train_loss", g0->arch,
+                             g0->dataset)) ||
+                (s = rp_text(fs.title, sizeof fs.title, e, "%s, %s/%s: fixed vs DEBA (mean ± std over seeds)",
+                             which ? "Test accuracy" : "Training loss", g0->arch, g0->dataset)))
+                return s;
             snprintf(fs.xlabel, sizeof fs.xlabel, "epoch");
-            snprintf(fs.ylabel, sizeof fs.ylabel, which ? "test accuracy (%%)" : "training loss");
+            snprintf(fs.ylabel, sizeof fs.ylabel, "%s", which ? "test accuracy (%)" : "training loss");
             fs.s = calloc(2, sizeof *fs.s);
             if (!fs.s) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
             double fin[2] = {NAN, NAN};
-            deba_status s = DEBA_OK;
             int idx[2] = {fi, di};
             for (int k = 0; k < 2 && !s; k++) {
                 if (idx[k] < 0) continue;
@@ -381,12 +412,14 @@ static deba_status curve_figs(const deba_analysis *a, figlist *L, deba_err *e)
                 s = group_series(a, &a->groups[idx[k]], which ? COL_ACC : COL_LOSS, 1, se, e);
                 if (!s && se->n) fin[k] = se->y[se->n - 1];
             }
-            char reading[512];
-            if (which == 0)
-                snprintf(reading, sizeof reading, "Final training loss: fixed %.4g, DEBA %.4g.", fin[0], fin[1]);
-            else
-                snprintf(reading, sizeof reading, "Final test accuracy: fixed %.2f%%, DEBA %.2f%% (%+.2f points).",
-                         fin[0], fin[1], fin[1] - fin[0]);
+            char reading[512], f0[64], f1[64], df[64];
+            if (s) {
+            } else if (which == 0) {
+                s = rp_text(reading, sizeof reading, e, "Final training loss: fixed %.4g, DEBA %.4g.", fin[0], fin[1]);
+            } else if (!(s = rp_num(f0, sizeof f0, e, fin[0], 2, 0)) && !(s = rp_num(f1, sizeof f1, e, fin[1], 2, 0)) &&
+                       !(s = rp_num(df, sizeof df, e, fin[1] - fin[0], 2, 1))) {
+                s = rp_text(reading, sizeof reading, e, "Final test accuracy: fixed %s%%, DEBA %s%% (%s points).", f0, f1, df);
+            }
             if (s || (s = add_fig(L, &fs, reading, e))) {
                 series_free(fs.s, fs.ns);
                 return s;
@@ -403,7 +436,14 @@ deba_status rp_write_figures(const deba_analysis *a, const char *dir, rp_figure 
     deba_status s = sweep_figs(a, &L, e);
     if (!s) s = trajectory_figs(a, &L, e);
     if (!s) s = curve_figs(a, &L, e);
-    for (size_t i = 0; i < L.n && !s; i++) s = write_fig(dir, &L.specs[i], e);
+    /* Everything is made in a private directory (mkdtemp: 0700, unpredictable name) and renamed
+     * into place: gnuplot opens its outputs by name, without O_EXCL or O_NOFOLLOW. */
+    char priv[PATH_MAX] = "";
+    if (!s && L.n && !(s = rp_path(priv, sizeof priv, e, "%s/.deba-figures-XXXXXX", dir)) && !mkdtemp(priv)) {
+        s = deba_err_set(e, DEBA_E_IO, "%s: cannot create a private directory: %s", dir, strerror(errno));
+        priv[0] = '\0';
+    }
+    for (size_t i = 0; i < L.n && !s; i++) s = write_fig(priv, &L.specs[i], e);
     char gnuplot[4096];
     if (!s && L.n) {
         if (!find_gnuplot(gnuplot, sizeof gnuplot)) {
@@ -414,7 +454,7 @@ deba_status rp_write_figures(const deba_analysis *a, const char *dir, rp_figure 
             for (size_t i = 0; i < L.n; i += BATCH) {
                 pid_t pids[BATCH];
                 size_t m = L.n - i < BATCH ? L.n - i : BATCH;
-                for (size_t k = 0; k < m; k++) pids[k] = spawn_gnuplot(gnuplot, dir, L.figs[i + k].name);
+                for (size_t k = 0; k < m; k++) pids[k] = spawn_gnuplot(gnuplot, priv, L.figs[i + k].name);
                 for (size_t k = 0; k < m; k++) {
                     int st = 0, ok = pids[k] > 0;
                     if (ok) {
@@ -422,14 +462,20 @@ deba_status rp_write_figures(const deba_analysis *a, const char *dir, rp_figure 
                         ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
                     }
                     rp_figure *f = &L.figs[i + k];
-                    f->has_png = finish_output(dir, f->name, "png", ok);
-                    f->has_svg = finish_output(dir, f->name, "svg", ok);
+                    f->has_png = move_out(priv, dir, f->name, "png", ok);
+                    f->has_svg = move_out(priv, dir, f->name, "svg", ok);
                     if (!ok) res->gnuplot_failed++;
                     res->pngs += f->has_png;
                 }
             }
         }
     }
+    for (size_t i = 0; i < L.n && !s; i++) {
+        if (!move_out(priv, dir, L.figs[i].name, "dat", 1) || !move_out(priv, dir, L.figs[i].name, "gp", 1))
+            s = deba_err_set(e, DEBA_E_IO, "%s/%s: cannot move the figure's files into place: %s", dir, L.figs[i].name,
+                             strerror(errno));
+    }
+    if (priv[0]) remove_private(priv);
     for (size_t i = 0; i < L.n; i++) series_free(L.specs[i].s, L.specs[i].ns);
     free(L.specs);
     if (s) {

@@ -32,8 +32,9 @@ static deba_status open_tab(const char *dir, const char *name, const char *const
                             deba_err *e)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    deba_status s = deba_table_read(path, &p->t, e);
+    deba_status s = rp_path(path, sizeof path, e, "%s/%s", dir, name);
+    if (s) return s;
+    s = deba_table_read(path, &p->t, e);
     for (size_t i = 0; i < ncols && !s; i++) s = deba_table_col(p->t, cols[i], &p->col[i], e);
     if (s) {
         deba_table_free(p->t);
@@ -188,7 +189,13 @@ static deba_status load_t4(const char *dir, deba_report_data *d, t4_extra **extr
         t4_extra *x = &(*extra)[d->n4];
         x->thr_half = half_unit(deba_table_str(p.t, i, p.col[3]));
         x->sp_half = half_unit(deba_table_str(p.t, i, p.col[4]));
-        snprintf(x->source, sizeof x->source, "%s", deba_table_str(p.t, i, p.col[5]));
+        const char *src = deba_table_str(p.t, i, p.col[5]);
+        if (strlen(src) >= sizeof x->source) {
+            s = deba_err_set(e, DEBA_E_INPUT, "%s:%zu: column 'speedup_source' is longer than %zu characters",
+                             deba_table_path(p.t), deba_table_line(p.t, i), sizeof x->source - 1);
+            break;
+        }
+        snprintf(x->source, sizeof x->source, "%s", src);
         if (!isnan(r->speedup.mean) && !x->source[0]) snprintf(x->source, sizeof x->source, "Table 4");
         d->n4++;
     }
@@ -385,6 +392,11 @@ static deba_status check_claims(const char *dir, deba_report_data *d, deba_err *
         if (isnan(tol)) tol = 0;
         char desc[512] = "";
         int counted;
+        if (strlen(check) >= 512) {   /* eval_check splits a copy of at most 511 bytes */
+            s = deba_err_set(e, DEBA_E_INPUT, "%s:%zu: column 'check' is longer than 511 characters",
+                             deba_table_path(p.t), deba_table_line(p.t, i));
+            break;
+        }
         double v = eval_check(d, check, desc, sizeof desc, &counted);
         if (isnan(v)) {
             s = deba_err_set(e, DEBA_E_INPUT, "%s:%zu: check '%s' is unknown or names a row the tables lack",

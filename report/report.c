@@ -3,10 +3,12 @@
 #include "report/report.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "deba/escape.h"
 
 #ifndef DEBA_VERSION
 #define DEBA_VERSION "0.1.0"
@@ -45,7 +47,11 @@ typedef struct {
 static void w_table_md(FILE *f, const void *p)
 {
     const rp_table *t = p;
-    fprintf(f, "## %s\n\n%s\n\n", t->title, t->reading);
+    fputs("## ", f);
+    rp_md(f, t->title);
+    fputs("\n\n", f);
+    rp_md(f, t->reading);
+    fputs("\n\n", f);
     rp_table_md(f, t);
 }
 
@@ -79,7 +85,11 @@ static void w_index_md(FILE *f, const void *p)
     const deba_analysis *a = d->analysis;
     if (a && a->nwarnings) {
         fputs("## Warnings\n\n", f);
-        for (size_t i = 0; i < a->nwarnings; i++) fprintf(f, "- %s\n", a->warnings[i]);
+        for (size_t i = 0; i < a->nwarnings; i++) {
+            fputs("- ", f);
+            rp_md(f, a->warnings[i]);
+            fputc('\n', f);
+        }
         fputc('\n', f);
     }
     if (a) {
@@ -88,21 +98,34 @@ static void w_index_md(FILE *f, const void *p)
         if (nout) {
             fputs("## Runs left out (not averaged)\n\n| Run | Status | Epochs |\n|:---|:---|---:|\n", f);
             for (size_t i = 0; i < a->nruns; i++)
-                if (!a->runs[i].included)
-                    fprintf(f, "| %s | %s | %d |\n", a->runs[i].run->dir, a->runs[i].status, a->runs[i].epochs);
+                if (!a->runs[i].included) {
+                    fputs("| ", f);
+                    rp_md(f, a->runs[i].run->dir);
+                    fputs(" | ", f);
+                    rp_md(f, a->runs[i].status);
+                    fprintf(f, " | %d |\n", a->runs[i].epochs);
+                }
             fputc('\n', f);
         }
     }
     if (d->paper) {
         fprintf(f, "## Inconsistencies in the paper\n\n%zu found (details in [inconsistencies.md](inconsistencies.md)):\n\n",
                 d->nnotes);
-        for (size_t i = 0; i < d->nnotes; i++) fprintf(f, "%zu. %s\n", i + 1, d->notes[i]);
+        for (size_t i = 0; i < d->nnotes; i++) {
+            fprintf(f, "%zu. ", i + 1);
+            rp_md(f, d->notes[i]);
+            fputc('\n', f);
+        }
         fputc('\n', f);
     }
     fputs("## Tables\n\n", f);
     for (int i = 0; i < 4; i++) {
         const rp_table *t = &c->tables[i];
-        fprintf(f, "### %s\n\n**Reading:** %s\n\nFiles:", t->title, t->reading);
+        fputs("### ", f);
+        rp_md(f, t->title);
+        fputs("\n\n**Reading:** ", f);
+        rp_md(f, t->reading);
+        fputs("\n\nFiles:", f);
         if (c->o->formats & DEBA_REPORT_MD) fprintf(f, " [Markdown](tables/%s.md)", t->id);
         if (c->o->formats & DEBA_REPORT_TEX) fprintf(f, " [LaTeX](tables/%s.tex)", t->id);
         if (c->o->formats & DEBA_REPORT_CSV) {
@@ -124,8 +147,12 @@ static void w_index_md(FILE *f, const void *p)
     else if (c->res->gnuplot_failed)
         fprintf(f, "**gnuplot failed on %d figure(s)**; their .dat and .gp are kept in figures/.\n\n", c->res->gnuplot_failed);
     for (size_t i = 0; i < c->nfigs; i++) {
-        const rp_figure *g = &c->figs[i];
-        fprintf(f, "### %s\n\n**Reading:** %s\n\n", g->title, g->reading);
+        const rp_figure *g = &c->figs[i];   /* g->name is a checked file stem */
+        fputs("### ", f);
+        rp_md(f, g->title);
+        fputs("\n\n**Reading:** ", f);
+        rp_md(f, g->reading);
+        fputs("\n\n", f);
         if (g->has_png) fprintf(f, "![%s](figures/%s.png)\n\n", g->name, g->name);
         fprintf(f, "Files: [data](figures/%s.dat) [script](figures/%s.gp)", g->name, g->name);
         if (g->has_png) fprintf(f, " [PNG](figures/%s.png)", g->name);
@@ -175,7 +202,7 @@ static void w_index_html(FILE *f, const void *p)
         fputs("<h2>Warnings</h2>\n<ul>\n", f);
         for (size_t i = 0; i < a->nwarnings; i++) {
             fputs("<li>", f);
-            rp_html_escape(f, a->warnings[i]);
+            rp_html(f, a->warnings[i]);
             fputs("</li>\n", f);
         }
         fputs("</ul>\n", f);
@@ -184,7 +211,7 @@ static void w_index_html(FILE *f, const void *p)
         fputs("<h2>Inconsistencies in the paper</h2>\n<ol>\n", f);
         for (size_t i = 0; i < d->nnotes; i++) {
             fputs("<li>", f);
-            rp_html_escape(f, d->notes[i]);
+            rp_html(f, d->notes[i]);
             fputs("</li>\n", f);
         }
         fputs("</ol>\n", f);
@@ -193,9 +220,9 @@ static void w_index_html(FILE *f, const void *p)
     for (int i = 0; i < 4; i++) {
         const rp_table *t = &c->tables[i];
         fputs("<h3>", f);
-        rp_html_escape(f, t->title);
+        rp_html(f, t->title);
         fputs("</h3>\n<p class=\"reading\"><b>Reading:</b> ", f);
-        rp_html_escape(f, t->reading);
+        rp_html(f, t->reading);
         fputs("</p>\n", f);
         rp_table_html(f, t);
     }
@@ -205,14 +232,14 @@ static void w_index_html(FILE *f, const void *p)
     for (size_t i = 0; i < c->nfigs; i++) {
         const rp_figure *g = &c->figs[i];
         fputs("<h3>", f);
-        rp_html_escape(f, g->title);
+        rp_html(f, g->title);
         fputs("</h3>\n<p class=\"reading\"><b>Reading:</b> ", f);
-        rp_html_escape(f, g->reading);
+        rp_html(f, g->reading);
         fputs("</p>\n", f);
         if (g->has_svg) {
-            char path[4400];
-            snprintf(path, sizeof path, "%s/%s.svg", c->fig_dir, g->name);
-            inline_svg(f, path);
+            char path[PATH_MAX];
+            int n = snprintf(path, sizeof path, "%s/%s.svg", c->fig_dir, g->name);
+            if (n > 0 && (size_t)n < sizeof path) inline_svg(f, path);   /* fig_dir was written: it fits */
             fputc('\n', f);
         }
         fprintf(f, "<p><a href=\"figures/%s.dat\">data</a> · <a href=\"figures/%s.gp\">script</a></p>\n", g->name, g->name);
@@ -226,7 +253,11 @@ static void w_inconsistencies(FILE *f, const void *p)
     fprintf(f, "# Where the DEBA paper disagrees with its own numbers\n\n"
                "%zu checks recomputed derived numbers from the transcribed inputs (data/paper/*.csv) and "
                "compared prose claims with the tables; %zu disagree.\n\n", d->nchecks, d->nnotes);
-    for (size_t i = 0; i < d->nnotes; i++) fprintf(f, "%zu. %s\n", i + 1, d->notes[i]);
+    for (size_t i = 0; i < d->nnotes; i++) {
+        fprintf(f, "%zu. ", i + 1);
+        rp_md(f, d->notes[i]);
+        fputc('\n', f);
+    }
 }
 
 static deba_status mkdir_one(const char *path, deba_err *e)
@@ -240,10 +271,12 @@ deba_status deba_report_write(const deba_report_data *d, const deba_report_opts 
                               deba_err *e)
 {
     memset(res, 0, sizeof *res);
-    char tdir[4200], fdir[4200], path[4500];
-    snprintf(tdir, sizeof tdir, "%s/tables", o->out_dir);
-    snprintf(fdir, sizeof fdir, "%s/figures", o->out_dir);
+    char tdir[PATH_MAX], fdir[PATH_MAX], path[PATH_MAX];
     deba_status s;
+    if ((s = rp_path(tdir, sizeof tdir, e, "%s/tables", o->out_dir)) ||
+        (s = rp_path(fdir, sizeof fdir, e, "%s/figures", o->out_dir)) ||
+        (s = rp_path(path, sizeof path, e, "%s/inconsistencies.md", o->out_dir)))   /* the longest name */
+        return s;
     if ((s = mkdir_one(tdir, e))) return s;
     rp_table tables[4];
     if ((s = rp_build_tables(d, tables, e))) return s;
@@ -251,12 +284,12 @@ deba_status deba_report_write(const deba_report_data *d, const deba_report_opts 
     size_t nfigs = 0;
     for (int i = 0; i < 4 && !s; i++) {
         if (o->formats & DEBA_REPORT_MD) {
-            snprintf(path, sizeof path, "%s/%.31s.md", tdir, tables[i].id);
-            s = rp_write_file(path, w_table_md, &tables[i], e);
+            if (!(s = rp_path(path, sizeof path, e, "%s/%s.md", tdir, tables[i].id)))
+                s = rp_write_file(path, w_table_md, &tables[i], e);
         }
         if (!s && (o->formats & DEBA_REPORT_TEX)) {
-            snprintf(path, sizeof path, "%s/%.31s.tex", tdir, tables[i].id);
-            s = rp_write_file(path, w_table_tex, &tables[i], e);
+            if (!(s = rp_path(path, sizeof path, e, "%s/%s.tex", tdir, tables[i].id)))
+                s = rp_write_file(path, w_table_tex, &tables[i], e);
         }
         res->tables++;
     }
@@ -266,16 +299,15 @@ deba_status deba_report_write(const deba_report_data *d, const deba_report_opts 
     }
     ctx_t c = {d, tables, figs, nfigs, o, res, fdir, NULL};
     if (!s && d->paper) {
-        snprintf(path, sizeof path, "%s/inconsistencies.md", o->out_dir);
-        s = rp_write_file(path, w_inconsistencies, d, e);
+        if (!(s = rp_path(path, sizeof path, e, "%s/inconsistencies.md", o->out_dir)))
+            s = rp_write_file(path, w_inconsistencies, d, e);
     }
     if (!s) {
-        snprintf(path, sizeof path, "%s/index.md", o->out_dir);
-        s = rp_write_file(path, w_index_md, &c, e);
+        if (!(s = rp_path(path, sizeof path, e, "%s/index.md", o->out_dir))) s = rp_write_file(path, w_index_md, &c, e);
     }
     if (!s) {
-        snprintf(path, sizeof path, "%s/index.html", o->out_dir);
-        s = rp_write_file(path, w_index_html, &c, e);
+        if (!(s = rp_path(path, sizeof path, e, "%s/index.html", o->out_dir)))
+            s = rp_write_file(path, w_index_html, &c, e);
     }
     for (int i = 0; i < 4; i++) rp_table_free(&tables[i]);
     free(figs);

@@ -92,7 +92,7 @@ deba_status deba_report_write(const deba_report_data *d, const deba_report_opts 
 typedef struct {
     char id[32], title[256], reading[1024];
     int ncols;
-    char head[RP_MAXCOLS][64];
+    char head[RP_MAXCOLS][96];          /* a condition name (< DEBA_NAME_MAX) and " Speedup (%)" */
     char align[RP_MAXCOLS];
     /* LaTeX only: a spanning header row above head (Table 3's condition names) */
     int ngroups;
@@ -108,15 +108,29 @@ void rp_table_free(rp_table *t);
 void rp_set_head(rp_table *t, int col, const char *head, char align);
 /* Appends a row of ncols cells; returns its index or -1 when out of memory. */
 long rp_add_row(rp_table *t, const char *const *cells);
+/* Every cell, header, title and reading goes through deba/escape.h's escaper of the format. */
 void rp_table_md(FILE *f, const rp_table *t);
 void rp_table_tex(FILE *f, const rp_table *t);
 void rp_table_html(FILE *f, const rp_table *t);
-void rp_html_escape(FILE *f, const char *s);
+/* Text into Markdown, LaTeX or HTML (deba_esc_markdown, deba_esc_latex, deba_esc_html). */
+void rp_md(FILE *f, const char *s);
+void rp_tex(FILE *f, const char *s);
+void rp_html(FILE *f, const char *s);
 
-/* Number formatting: "—" for NAN; sign adds '+' on non-negative values. */
-void rp_fmt(char *buf, size_t cap, double v, int prec, int sign);
-/* "v ± sd" (the ± part left out when sd is NAN). */
-void rp_fmt_ms(char *buf, size_t cap, deba_ms m, int prec, int sign);
+/* Number formatting: "—" for NAN or an infinity; sign adds '+' on non-negative values; a
+ * magnitude of 1e15 or more in exponent notation, so one number never takes more than
+ * RP_NUM_MAX bytes. 0, or -1 when cap is too small (buf then holds a cut form: do not use it). */
+#define RP_NUM_MAX 32
+int rp_fmt(char *buf, size_t cap, double v, int prec, int sign);
+/* "v ± sd" (the ± part left out when sd is NAN); at most 2 RP_NUM_MAX + 4 bytes. 0 or -1 as rp_fmt. */
+int rp_fmt_ms(char *buf, size_t cap, deba_ms m, int prec, int sign);
+/* rp_fmt that fails with DEBA_E_RUNTIME instead of leaving a cut number. */
+deba_status rp_num(char *buf, size_t cap, deba_err *e, double v, int prec, int sign);
+/* snprintf that fails instead of cutting: rp_path with DEBA_E_INPUT naming the start of the
+ * path (a long --out or run directory), rp_text with DEBA_E_RUNTIME (a text field whose
+ * formats are bounded: a cut would be a bug here). */
+deba_status rp_path(char *buf, size_t cap, deba_err *e, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+deba_status rp_text(char *buf, size_t cap, deba_err *e, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Builds the four tables (rp_table[4], ids table1..table4), each with its reading. */
 deba_status rp_build_tables(const deba_report_data *d, rp_table tables[4], deba_err *e);

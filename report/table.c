@@ -3,30 +3,63 @@
 #include "report/report.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include "deba/csv.h"
+#include "deba/escape.h"
 
-void rp_fmt(char *buf, size_t cap, double v, int prec, int sign)
+int rp_fmt(char *buf, size_t cap, double v, int prec, int sign)
 {
-    if (isnan(v) || isinf(v)) {
-        snprintf(buf, cap, "—");
-        return;
+    int n;
+    if (isnan(v) || isinf(v)) n = snprintf(buf, cap, "—");
+    else {
+        if (fabs(v) < 0.5 * pow(10.0, -prec)) v = 0.0; /* no "-0.00" */
+        if (fabs(v) >= 1e15) n = snprintf(buf, cap, sign ? "%+.*e" : "%.*e", prec, v);
+        else n = snprintf(buf, cap, sign ? "%+.*f" : "%.*f", prec, v);
     }
-    if (fabs(v) < 0.5 * pow(10.0, -prec)) v = 0.0; /* no "-0.00" */
-    snprintf(buf, cap, sign ? "%+.*f" : "%.*f", prec, v);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
-void rp_fmt_ms(char *buf, size_t cap, deba_ms m, int prec, int sign)
+int rp_fmt_ms(char *buf, size_t cap, deba_ms m, int prec, int sign)
 {
-    char a[64], b[64];
-    rp_fmt(a, sizeof a, m.mean, prec, sign);
-    if (isnan(m.mean) || isnan(m.std)) {
-        snprintf(buf, cap, "%s", a);
-        return;
-    }
-    rp_fmt(b, sizeof b, m.std, prec, 0);
-    snprintf(buf, cap, "%s ± %s", a, b);
+    char a[RP_NUM_MAX], b[RP_NUM_MAX];
+    if (rp_fmt(a, sizeof a, m.mean, prec, sign)) return -1;
+    int n;
+    if (isnan(m.mean) || isnan(m.std)) n = snprintf(buf, cap, "%s", a);
+    else if (rp_fmt(b, sizeof b, m.std, prec, 0)) return -1;
+    else n = snprintf(buf, cap, "%s ± %s", a, b);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+deba_status rp_num(char *buf, size_t cap, deba_err *e, double v, int prec, int sign)
+{
+    if (rp_fmt(buf, cap, v, prec, sign))
+        return deba_err_set(e, DEBA_E_RUNTIME, "internal: number %g does not fit in %zu bytes", v, cap);
+    return DEBA_OK;
+}
+
+deba_status rp_path(char *buf, size_t cap, deba_err *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap)
+        return deba_err_set(e, DEBA_E_INPUT, "path too long (%d bytes, at most %zu): %.80s...", n, cap - 1, buf);
+    return DEBA_OK;
+}
+
+deba_status rp_text(char *buf, size_t cap, deba_err *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap)
+        return deba_err_set(e, DEBA_E_RUNTIME, "internal: text of %d bytes does not fit its %zu-byte field: %.80s...", n,
+                            cap, buf);
+    return DEBA_OK;
 }
 
 void rp_table_init(rp_table *t, const char *id, const char *title, int ncols)
@@ -85,13 +118,19 @@ static const char *cell(const rp_table *t, size_t r, int c)
     return t->cells[r * (size_t)t->ncols + c];
 }
 
-/* Markdown: a pipe in a cell would end it. */
-static void md_cell(FILE *f, const char *s)
+void rp_md(FILE *f, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '|') fputs("\\|", f);
-        else fputc(*s, f);
-    }
+    deba_esc_fput(f, deba_esc_markdown, s);
+}
+
+void rp_tex(FILE *f, const char *s)
+{
+    deba_esc_fput(f, deba_esc_latex, s);
+}
+
+void rp_html(FILE *f, const char *s)
+{
+    deba_esc_fput(f, deba_esc_html, s);
 }
 
 void rp_table_md(FILE *f, const rp_table *t)
@@ -99,7 +138,7 @@ void rp_table_md(FILE *f, const rp_table *t)
     fputc('|', f);
     for (int c = 0; c < t->ncols; c++) {
         fputc(' ', f);
-        md_cell(f, t->head[c]);
+        rp_md(f, t->head[c]);
         fputs(" |", f);
     }
     fputs("\n|", f);
@@ -109,43 +148,17 @@ void rp_table_md(FILE *f, const rp_table *t)
         fputc('|', f);
         for (int c = 0; c < t->ncols; c++) {
             fputc(' ', f);
-            md_cell(f, cell(t, r, c));
+            rp_md(f, cell(t, r, c));
             fputs(" |", f);
         }
         fputc('\n', f);
     }
 }
 
-/* UTF-8 symbols the tables use, and TeX's special characters. */
-static void tex_text(FILE *f, const char *s)
-{
-    static const struct {
-        const char *u, *tex;
-    } map[] = {
-        {"±", "$\\pm$"}, {"×", "$\\times$"}, {"τ", "$\\tau$"}, {"θ", "$\\theta$"}, {"λ", "$\\lambda$"},
-        {"σ", "$\\sigma$"}, {"Δ", "$\\Delta$"}, {"S̄", "$\\bar{S}$"}, {"≥", "$\\geq$"}, {"≤", "$\\leq$"},
-        {"—", "---"}, {"–", "--"}, {"|", "$|$"}, {"%", "\\%"}, {"&", "\\&"}, {"_", "\\_"}, {"#", "\\#"},
-        {"$", "\\$"}, {"{", "\\{"}, {"}", "\\}"}, {"~", "\\textasciitilde{}"}, {"^", "\\textasciicircum{}"},
-        {"\\", "\\textbackslash{}"}, {"→", "$\\rightarrow$"},
-    };
-    while (*s) {
-        size_t i, n = sizeof map / sizeof map[0];
-        for (i = 0; i < n; i++) {
-            size_t l = strlen(map[i].u);
-            if (strncmp(s, map[i].u, l) == 0) {
-                fputs(map[i].tex, f);
-                s += l;
-                break;
-            }
-        }
-        if (i == n) fputc(*s++, f);
-    }
-}
-
 void rp_table_tex(FILE *f, const rp_table *t)
 {
     fputs("% requires \\usepackage{booktabs}\n\\begin{table}[t]\n\\centering\n\\caption{", f);
-    tex_text(f, t->title);
+    rp_tex(f, t->title);
     fprintf(f, "}\n\\label{tab:%s}\n\\begin{tabular}{", t->id);
     for (int c = 0; c < t->ncols; c++) fputc(t->align[c] == 'l' ? 'l' : 'r', f);
     fputs("}\n\\toprule\n", f);
@@ -155,10 +168,10 @@ void rp_table_tex(FILE *f, const rp_table *t)
             if (g) fputs(" & ", f);
             if (t->span[g] > 1) {
                 fprintf(f, "\\multicolumn{%d}{c}{", t->span[g]);
-                tex_text(f, t->group[g]);
+                rp_tex(f, t->group[g]);
                 fputc('}', f);
             } else {
-                tex_text(f, t->group[g]);
+                rp_tex(f, t->group[g]);
             }
             col += t->span[g];
         }
@@ -178,31 +191,18 @@ void rp_table_tex(FILE *f, const rp_table *t)
         const char *h = t->head[c];
         size_t gl = t->ngroups ? strlen(t->group[g]) : 0;
         if (gl && !strncmp(h, t->group[g], gl) && h[gl] == ' ') h += gl + 1;
-        tex_text(f, h);
+        rp_tex(f, h);
     }
     fputs(" \\\\\n\\midrule\n", f);
     for (size_t r = 0; r < t->nrows; r++) {
         if (t->rule_before[r]) fputs("\\midrule\n", f);
         for (int c = 0; c < t->ncols; c++) {
             if (c) fputs(" & ", f);
-            tex_text(f, cell(t, r, c));
+            rp_tex(f, cell(t, r, c));
         }
         fputs(" \\\\\n", f);
     }
     fputs("\\bottomrule\n\\end{tabular}\n\\end{table}\n", f);
-}
-
-void rp_html_escape(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
-        }
-    }
 }
 
 void rp_table_html(FILE *f, const rp_table *t)
@@ -210,7 +210,7 @@ void rp_table_html(FILE *f, const rp_table *t)
     fputs("<table>\n<thead><tr>", f);
     for (int c = 0; c < t->ncols; c++) {
         fputs("<th>", f);
-        rp_html_escape(f, t->head[c]);
+        rp_html(f, t->head[c]);
         fputs("</th>", f);
     }
     fputs("</tr></thead>\n<tbody>\n", f);
@@ -218,7 +218,7 @@ void rp_table_html(FILE *f, const rp_table *t)
         fputs(t->rule_before[r] ? "<tr class=\"rule\">" : "<tr>", f);
         for (int c = 0; c < t->ncols; c++) {
             fputs(t->align[c] == 'l' ? "<td>" : "<td class=\"n\">", f);
-            rp_html_escape(f, cell(t, r, c));
+            rp_html(f, cell(t, r, c));
             fputs("</td>", f);
         }
         fputs("</tr>\n", f);

@@ -2,6 +2,7 @@
  * from the numbers, and their CSV forms. */
 #include "report/report.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,12 +228,11 @@ static deba_status build_t1(const deba_report_data *d, rp_table *t, deba_err *e)
         if (d->t1[i].tau > d->t1[hi].tau) hi = i;
     }
     if (d->n1 == 0)
-        snprintf(t->reading, sizeof t->reading, "No thresholds found (no thresholds.csv and no DEBA run with tau/theta/lambda in its meta.csv).");
-    else
-        snprintf(t->reading, sizeof t->reading, "τ spans %.4g (%s/%s) to %.4g (%s/%s), a %.3g× range over %zu rows.",
-                 d->t1[lo].tau, d->t1[lo].arch, d->t1[lo].dataset, d->t1[hi].tau, d->t1[hi].arch,
-                 d->t1[hi].dataset, d->t1[lo].tau > 0 ? d->t1[hi].tau / d->t1[lo].tau : NAN, d->n1);
-    return DEBA_OK;
+        return rp_text(t->reading, sizeof t->reading, e, "No thresholds found (no thresholds.csv and no DEBA run with "
+                       "tau/theta/lambda in its meta.csv).");
+    return rp_text(t->reading, sizeof t->reading, e, "τ spans %.4g (%s/%s) to %.4g (%s/%s), a %.3g× range over %zu rows.",
+                   d->t1[lo].tau, d->t1[lo].arch, d->t1[lo].dataset, d->t1[hi].tau, d->t1[hi].arch,
+                   d->t1[hi].dataset, d->t1[lo].tau > 0 ? d->t1[hi].tau / d->t1[lo].tau : NAN, d->n1);
 }
 
 static deba_status build_t2(const deba_report_data *d, rp_table *t, deba_err *e)
@@ -249,43 +249,45 @@ static deba_status build_t2(const deba_report_data *d, rp_table *t, deba_err *e)
     int disagree = 0;
     for (size_t i = 0; i < d->n2; i++) {
         const deba_t2_row *r = &d->t2[i];
-        char seeds[16], s[32], sd[32], cls[160], da[32];
+        char seeds[16], s[RP_NUM_MAX], sd[RP_NUM_MAX], cls[160], da[RP_NUM_MAX];
+        deba_status st;
         if (r->seeds > 0) snprintf(seeds, sizeof seeds, "%d", r->seeds);
         else snprintf(seeds, sizeof seeds, "—");
-        rp_fmt(s, sizeof s, r->S_mean, 3, 0);
-        rp_fmt(sd, sizeof sd, r->S_std, 3, 0);
+        if ((st = rp_num(s, sizeof s, e, r->S_mean, 3, 0)) || (st = rp_num(sd, sizeof sd, e, r->S_std, 3, 0)) ||
+            (st = rp_num(da, sizeof da, e, r->dacc, 2, 1)))
+            return st;
         const char *name = deba_archetype_name(r->archetype);
         if (r->printed[0] && strcasecmp(r->printed, name)) {
-            snprintf(cls, sizeof cls, "%s (printed: %s)", name, r->printed);
+            if ((st = rp_text(cls, sizeof cls, e, "%s (printed: %s)", name, r->printed))) return st;
             disagree++;
         } else {
-            snprintf(cls, sizeof cls, "%s", name);
+            snprintf(cls, sizeof cls, "%s", name);   /* an archetype name: short */
         }
-        rp_fmt(da, sizeof da, r->dacc, 2, 1);
         ADD(t, r->arch, r->dataset, seeds, s, sd, cls, da);
         if (r->S_mean < d->t2[lo].S_mean) lo = i;
         if (r->S_mean > d->t2[hi].S_mean) hi = i;
     }
-    if (d->n2 == 0) {
-        snprintf(t->reading, sizeof t->reading, "No stability profile found (no profile_summary.csv and no completed fixed runs).");
-        return DEBA_OK;
-    }
+    if (d->n2 == 0)
+        return rp_text(t->reading, sizeof t->reading, e, "No stability profile found (no profile_summary.csv and no "
+                       "completed fixed runs).");
     int counts[DEBA_ARCHETYPE_COUNT] = {0};
     for (size_t i = 0; i < d->n2; i++) counts[d->t2[i].archetype]++;
-    char mix[256] = "";
-    for (int k = 0; k < DEBA_ARCHETYPE_COUNT; k++)
+    char mix[256] = "", shi[RP_NUM_MAX], slo[RP_NUM_MAX];
+    deba_status st = DEBA_OK;
+    for (int k = 0; k < DEBA_ARCHETYPE_COUNT && !st; k++)
         if (counts[k]) {
             size_t l = strlen(mix);
-            snprintf(mix + l, sizeof mix - l, "%s%d %s", l ? ", " : "", counts[k], deba_archetype_name(k));
+            st = rp_text(mix + l, sizeof mix - l, e, "%s%d %s", l ? ", " : "", counts[k], deba_archetype_name(k));
         }
     char tail[160] = "";
     if (disagree) snprintf(tail, sizeof tail, " %d printed archetype(s) disagree with (S̄, σ_S).", disagree);
     else if (d->paper) snprintf(tail, sizeof tail, " Every printed archetype follows from its (S̄, σ_S).");
-    snprintf(t->reading, sizeof t->reading,
-             "Most stable: %s (S̄ = %.3f, %s); least: %s (S̄ = %.3f, %s); %s.%s", d->t2[hi].arch,
-             d->t2[hi].S_mean, deba_archetype_name(d->t2[hi].archetype), d->t2[lo].arch, d->t2[lo].S_mean,
-             deba_archetype_name(d->t2[lo].archetype), mix, tail);
-    return DEBA_OK;
+    if (st || (st = rp_num(shi, sizeof shi, e, d->t2[hi].S_mean, 3, 0)) ||
+        (st = rp_num(slo, sizeof slo, e, d->t2[lo].S_mean, 3, 0)))
+        return st;
+    return rp_text(t->reading, sizeof t->reading, e, "Most stable: %s (S̄ = %s, %s); least: %s (S̄ = %s, %s); %s.%s",
+                   d->t2[hi].arch, shi, deba_archetype_name(d->t2[hi].archetype), d->t2[lo].arch, slo,
+                   deba_archetype_name(d->t2[lo].archetype), mix, tail);
 }
 
 static deba_status build_t3(const deba_report_data *d, rp_table *t, deba_err *e)
@@ -298,13 +300,14 @@ static deba_status build_t3(const deba_report_data *d, rp_table *t, deba_err *e)
     t->span[0] = 1;
     t->group[0][0] = '\0';
     for (size_t c = 0; c < nc; c++) {
-        char h[64];
+        char h[sizeof t->head[0]];
         const char *name = deba_condition_name(labels[c]);
-        snprintf(h, sizeof h, "%s ΔAcc", name);
+        deba_status st;
+        if ((st = rp_text(h, sizeof h, e, "%s ΔAcc", name))) return st;
         rp_set_head(t, 1 + 2 * (int)c, h, 'r');
-        snprintf(h, sizeof h, "%s Speedup (%%)", name);
+        if ((st = rp_text(h, sizeof h, e, "%s Speedup (%%)", name))) return st;
         rp_set_head(t, 2 + 2 * (int)c, h, 'r');
-        snprintf(t->group[1 + c], sizeof t->group[1 + c], "%s", name);
+        if ((st = rp_text(t->group[1 + c], sizeof t->group[1 + c], e, "%s", name))) return st;
         t->span[1 + c] = 2;
     }
     /* Rows: one per (arch, dataset) in first-seen order */
@@ -326,8 +329,9 @@ static deba_status build_t3(const deba_report_data *d, rp_table *t, deba_err *e)
                 if (strcmp(r->arch, d->t3[i].arch) || strcmp(r->dataset, d->t3[i].dataset) ||
                     strcmp(r->label, labels[c]))
                     continue;
-                rp_fmt_ms(store[1 + 2 * c], 160, r->dacc, 2, 1);
-                rp_fmt_ms(store[2 + 2 * c], 160, r->speedup, fabs(r->speedup.mean) < 0.095 ? 2 : 1, 0);
+                if (rp_fmt_ms(store[1 + 2 * c], 160, r->dacc, 2, 1) ||
+                    rp_fmt_ms(store[2 + 2 * c], 160, r->speedup, fabs(r->speedup.mean) < 0.095 ? 2 : 1, 0))
+                    return deba_err_set(e, DEBA_E_RUNTIME, "internal: Table 3 cell too long");
             }
         }
         if (rp_add_row(t, (const char *const *)cells) < 0) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
@@ -353,10 +357,12 @@ static deba_status build_t3(const deba_report_data *d, rp_table *t, deba_err *e)
                     wabs = mabs;
                 }
             } else {
-                char v[32];
-                rp_fmt(v, sizeof v, mabs, 2, 0);
+                char v[RP_NUM_MAX], pv[RP_NUM_MAX];
+                deba_status st = rp_num(v, sizeof v, e, mabs, 2, 0);
+                if (!st && p) st = rp_num(pv, sizeof pv, e, p->mean_abs_dacc, 2, 0);
+                if (st) return st;
                 if (p && !isnan(p->mean_abs_dacc) && fabs(p->mean_abs_dacc - mabs) > 0.0051)
-                    snprintf(store[1 + 2 * c], 160, "%s (printed %.2f)", v, p->mean_abs_dacc);
+                    snprintf(store[1 + 2 * c], 160, "%s (printed %s)", v, pv);   /* two numbers: fits */
                 else
                     snprintf(store[1 + 2 * c], 160, "%s", v);
             }
@@ -377,19 +383,18 @@ static deba_status build_t3(const deba_report_data *d, rp_table *t, deba_err *e)
     int deg, of;
     double mabs;
     t3_summary(d, labels[worst < 0 ? 0 : worst], &deg, &of, &mabs);
-    char fs[256] = "";
-    if (fast)
-        snprintf(fs, sizeof fs, " Fastest: %s on %s (%+.1f%%).", deba_condition_name(fast->label), fast->arch,
-                 fast->speedup.mean);
+    char fs[256] = "", sp[RP_NUM_MAX], ma[RP_NUM_MAX];
+    deba_status st = rp_num(ma, sizeof ma, e, mabs, 2, 0);
+    if (!st && fast && !(st = rp_num(sp, sizeof sp, e, fast->speedup.mean, 1, 1)))
+        st = rp_text(fs, sizeof fs, e, " Fastest: %s on %s (%s%%).", deba_condition_name(fast->label), fast->arch, sp);
+    if (st) return st;
     if (worst >= 0 && wdeg == 0)
-        snprintf(t->reading, sizeof t->reading, "No condition costs any architecture ≥1 point; the largest mean |ΔAcc| is %s's (%.2f).%s",
-                 deba_condition_name(labels[worst]), mabs, fs);
-    else if (worst >= 0)
-        snprintf(t->reading, sizeof t->reading, "Most harmful condition: %s (%d/%d architectures lose ≥1 point, mean |ΔAcc| %.2f).%s",
-                 deba_condition_name(labels[worst]), deg, of, mabs, fs);
-    else
-        snprintf(t->reading, sizeof t->reading, "No condition has a baseline to compare with.%s", fs);
-    return DEBA_OK;
+        return rp_text(t->reading, sizeof t->reading, e, "No condition costs any architecture ≥1 point; the largest mean "
+                       "|ΔAcc| is %s's (%s).%s", deba_condition_name(labels[worst]), ma, fs);
+    if (worst >= 0)
+        return rp_text(t->reading, sizeof t->reading, e, "Most harmful condition: %s (%d/%d architectures lose ≥1 point, "
+                       "mean |ΔAcc| %s).%s", deba_condition_name(labels[worst]), deg, of, ma, fs);
+    return rp_text(t->reading, sizeof t->reading, e, "No condition has a baseline to compare with.%s", fs);
 }
 
 static deba_status build_t4(const deba_report_data *d, rp_table *t, deba_err *e)
@@ -402,17 +407,16 @@ static deba_status build_t4(const deba_report_data *d, rp_table *t, deba_err *e)
     int ngain = 0, nd = 0;
     for (size_t i = 0; i < d->n4; i++) {
         const deba_t4_row *r = &d->t4[i];
-        char c[8][96];
-        rp_fmt_ms(c[0], 96, r->acc_fixed, 2, 0);
-        rp_fmt_ms(c[1], 96, r->acc_deba, 2, 0);
-        rp_fmt_ms(c[2], 96, r->dacc, 2, 1);
-        rp_fmt_ms(c[3], 96, r->time_fixed, 1, 0);
-        rp_fmt_ms(c[4], 96, r->time_deba, 1, 0);
-        rp_fmt_ms(c[5], 96, r->speedup, 1, 0);
-        rp_fmt(c[6], 96, r->speedup_x, 2, 0);
-        rp_fmt(c[7], 96, r->throughput_x, 2, 0);
-        for (int k = 6; k < 8; k++)
-            if (strcmp(c[k], "—")) strcat(c[k], "×");
+        char c[8][96], x[2][RP_NUM_MAX];
+        if (rp_fmt_ms(c[0], sizeof c[0], r->acc_fixed, 2, 0) || rp_fmt_ms(c[1], sizeof c[1], r->acc_deba, 2, 0) ||
+            rp_fmt_ms(c[2], sizeof c[2], r->dacc, 2, 1) || rp_fmt_ms(c[3], sizeof c[3], r->time_fixed, 1, 0) ||
+            rp_fmt_ms(c[4], sizeof c[4], r->time_deba, 1, 0) || rp_fmt_ms(c[5], sizeof c[5], r->speedup, 1, 0) ||
+            rp_fmt(x[0], sizeof x[0], r->speedup_x, 2, 0) || rp_fmt(x[1], sizeof x[1], r->throughput_x, 2, 0))
+            return deba_err_set(e, DEBA_E_RUNTIME, "internal: Table 4 cell too long");
+        for (int k = 0; k < 2; k++) {   /* a ratio gets its ×, "—" none */
+            deba_status st = rp_text(c[6 + k], sizeof c[6 + k], e, "%s%s", x[k], strcmp(x[k], "—") ? "×" : "");
+            if (st) return st;
+        }
         ADD(t, r->arch, r->dataset, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
         if (!isnan(r->speedup.mean) && (!fast || r->speedup.mean > fast->speedup.mean)) fast = r;
         if (!isnan(r->dacc.mean)) {
@@ -421,16 +425,17 @@ static deba_status build_t4(const deba_report_data *d, rp_table *t, deba_err *e)
             if (!gain || r->dacc.mean > gain->dacc.mean) gain = r;
         }
     }
-    char a[256] = "", b[256] = "";
-    if (fast)
-        snprintf(a, sizeof a, "DEBA is fastest on %s/%s (%+.1f%%, %.2f×). ", fast->arch, fast->dataset,
-                 fast->speedup.mean, 100.0 / (100.0 - fast->speedup.mean));
-    if (gain)
-        snprintf(b, sizeof b, "Largest accuracy gain on %s/%s (%+.2f points); %d of %d pairs gain accuracy.",
-                 gain->arch, gain->dataset, gain->dacc.mean, ngain, nd);
-    if (!fast && !gain) snprintf(t->reading, sizeof t->reading, "No fixed/DEBA pair to compare.");
-    else snprintf(t->reading, sizeof t->reading, "%s%s", a, b);
-    return DEBA_OK;
+    char a[256] = "", b[256] = "", n1[RP_NUM_MAX], n2[RP_NUM_MAX];
+    deba_status st = DEBA_OK;
+    if (fast && !(st = rp_num(n1, sizeof n1, e, fast->speedup.mean, 1, 1)) &&
+        !(st = rp_num(n2, sizeof n2, e, 100.0 / (100.0 - fast->speedup.mean), 2, 0)))
+        st = rp_text(a, sizeof a, e, "DEBA is fastest on %s/%s (%s%%, %s×). ", fast->arch, fast->dataset, n1, n2);
+    if (!st && gain && !(st = rp_num(n1, sizeof n1, e, gain->dacc.mean, 2, 1)))
+        st = rp_text(b, sizeof b, e, "Largest accuracy gain on %s/%s (%s points); %d of %d pairs gain accuracy.",
+                     gain->arch, gain->dataset, n1, ngain, nd);
+    if (st) return st;
+    if (!fast && !gain) return rp_text(t->reading, sizeof t->reading, e, "No fixed/DEBA pair to compare.");
+    return rp_text(t->reading, sizeof t->reading, e, "%s%s", a, b);
 }
 
 deba_status rp_build_tables(const deba_report_data *d, rp_table tables[4], deba_err *e)
@@ -597,14 +602,14 @@ deba_status rp_write_csv(const deba_report_data *d, const char *dir, deba_err *e
         rp_writer w;
     } files[] = {{"table1.csv", w_t1}, {"table2.csv", w_t2}, {"table3.csv", w_t3},
                  {"table3_summary.csv", w_t3s}, {"table4.csv", w_t4}};
-    char path[4200];
+    char path[PATH_MAX];
     deba_status s;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        if ((s = rp_path(path, sizeof path, e, "%s/%s", dir, files[i].name))) return s;
         if ((s = rp_write_file(path, files[i].w, d, e))) return s;
     }
     if (d->analysis) {
-        snprintf(path, sizeof path, "%s/runs.csv", dir);
+        if ((s = rp_path(path, sizeof path, e, "%s/runs.csv", dir))) return s;
         if ((s = rp_write_file(path, w_runs, d->analysis, e))) return s;
     }
     return DEBA_OK;

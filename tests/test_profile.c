@@ -450,8 +450,8 @@ static void test_plan_errors(void **state)
                         ":8: [condition d]: --lambda must be > 0 and finite (got -1)");
     assert_string_equal(plan_error(STUDY "conditions = fixed, deba\n" FIXED), ":6: conditions: no section [condition deba]");
     assert_string_equal(plan_error(STUDY "[condition a/b]\n"),
-                        ":6: condition name 'a/b': use 1 to 63 letters, digits, '.', '_', '+' or '-', not starting with "
-                        "'.' (it names run directories)");
+                        ":6: condition name 'a/b': use 1 to 63 letters, digits, '.', '_' or '-', not '.' or '..' (it "
+                        "names run directories)");
 
     /* The tool: exit 2, the tool's prefix, file:line. */
     free(tu_write(g_dir, "bad.ini", STUDY "foo = 1\n" FIXED));

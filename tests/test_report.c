@@ -209,7 +209,8 @@ static void test_paper(void **state)
     assert_true(file_has(out, "tables/table4.md", "| ViT-B16 | CIFAR-10 | — | — | -0.61 | — | — | 8.3 | 1.09× | 1.01× |"));
     assert_true(file_has(out, "inconsistencies.md", "ViT-B16/CIFAR-10: a speedup of 8.3% (Table 3, Baseline column) is "
                                                      "1.09× faster, but Table 4 prints a 1.01× throughput"));
-    assert_true(file_has(out, "inconsistencies.md", "Cooldown=5: \"Mean |ΔAcc|\" is printed 1.20"));
+    /* Markdown: | and [ ] of the notes are escaped (deba_esc_markdown) */
+    assert_true(file_has(out, "inconsistencies.md", "Cooldown=5: \"Mean \\|ΔAcc\\|\" is printed 1.20"));
     assert_true(file_has(tmp, "stdout", "Mean |ΔAcc|\" is printed 1.20, but"));
     /* Table 4's ΔAcc > 0: all but ResNet-50/CIFAR-10 (−0.59) and ViT-B16/CIFAR-10 (−0.61), against "9/12" (§4.4) */
     assert_true(file_has(out, "inconsistencies.md", "accuracy gains in 9/12 cases"));
@@ -226,7 +227,7 @@ static void test_paper(void **state)
     /* "8 % to 62 %" over Table 4: ViT-B16/CIFAR-100 prints no speedup (%), its 1.05× throughput is
      * (1 − 1/1.05)·100 = 4.762 %; "30–50 %" (§4.4) against DenseNet-121/CIFAR-100's 62.4 % (§4.3) */
     char want[256];
-    snprintf(want, sizeof want, "ViT-B16/CIFAR-100's (1 − 1/1.05)·100 = %.4g [check t4_min_speedup:*]", 100.0 / 21.0);
+    snprintf(want, sizeof want, "ViT-B16/CIFAR-100's (1 − 1/1.05)·100 = %.4g \\[check t4_min_speedup:*\\]", 100.0 / 21.0);
     assert_true(file_has(out, "inconsistencies.md", want));
     assert_true(file_has(out, "inconsistencies.md", "30-50% reductions"));
     assert_true(file_has(out, "inconsistencies.md", "Table 4's largest speedup (%) is DenseNet-121/CIFAR-100's 62.4"));
