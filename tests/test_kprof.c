@@ -1,7 +1,8 @@
-/* The kernel profiler's CPU path (profiler/kernels.h): per-op rows from the trampolines around
- * the CPU backend's table, epoch sums that match the rows, kernels.csv sorted with shares that
- * add up to 1, the table restored afterwards, one profiler at a time. The CUPTI path runs in
- * tests/bench_gpu.c on a GPU machine. */
+/* Kernel timing on the CPU backend, which records its own per-op times (backend/cpu/
+ * cpu_timing.c) and the profiler reads (profiler/kernels.h): per-op rows, epoch sums that match
+ * the rows, kernels.csv sorted with shares that add up to 1, the table restored afterwards, one
+ * timer per backend but several backends at once, and the dispatchers' answers for a backend
+ * without timing entries. The CUPTI path runs in tests/bench_gpu.c on a GPU machine. */
 #include "tests/testutil.h"
 
 #include <math.h>
@@ -104,10 +105,107 @@ static void test_cpu_rows_and_csv(void **state)
     tr_backend_free(be);
 }
 
+static void count_rows(void *arg, const char *name, uint64_t calls, double total_s)
+{
+    (void)name, (void)calls, (void)total_s;
+    (*(int *)arg)++;
+}
+
+/* Sums the calls of one row. */
+typedef struct {
+    const char *name;
+    uint64_t calls;
+} find_row;
+
+static void find(void *arg, const char *name, uint64_t calls, double total_s)
+{
+    (void)total_s;
+    find_row *f = arg;
+    if (!strcmp(name, f->name)) f->calls += calls;
+}
+
+/* Two CPU backends time themselves at once (no process-wide state): each sees only its own
+ * steps. Freeing a backend with timing on stops it. */
+static void test_two_backends(void **state)
+{
+    (void)state;
+    deba_err e = {0};
+    tr_backend *a = tr_backend_cpu_new(&e), *b = tr_backend_cpu_new(&e);
+    assert_non_null(a);
+    assert_non_null(b);
+    tr_graph *ga = tr_model_build("cnn_small", 3, 32, 10, &e), *gb = tr_model_build("cnn_small", 3, 32, 10, &e);
+    assert_int_equal(tr_graph_alloc(ga, a, 1, &e), DEBA_OK);
+    assert_int_equal(tr_graph_plan(ga, 4, &e), DEBA_OK);
+    assert_int_equal(tr_graph_alloc(gb, b, 1, &e), DEBA_OK);
+    assert_int_equal(tr_graph_plan(gb, 4, &e), DEBA_OK);
+    assert_int_equal(tr_backend_timing_start(a, &e), DEBA_OK);
+    assert_int_equal(tr_backend_timing_start(b, &e), DEBA_OK);
+    assert_int_equal(tr_backend_timing_start(a, &e), DEBA_E_RUNTIME);   /* one timer per backend */
+    assert_int_equal(tr_backend_timing_on_device(a), 0);
+    tr_backend_timing_epoch_begin(a);
+    tr_backend_timing_epoch_begin(b);
+    steps(ga, 1);
+    steps(gb, 3);
+    assert_true(tr_backend_timing_epoch_end(a) > 0);
+    assert_true(tr_backend_timing_epoch_end(b) > 0);
+    find_row fa = {"sgd", 0}, fb = {"sgd", 0};
+    assert_int_equal(tr_backend_timing_read(a, find, &fa), 0);
+    assert_int_equal(tr_backend_timing_read(b, find, &fb), 0);
+    assert_int_equal(fa.calls, 1);
+    assert_int_equal(fb.calls, 3);
+    tr_graph_free(ga);
+    tr_graph_free(gb);
+    tr_backend_free(a);   /* timing still on: stopped and freed with the backend */
+    tr_backend_free(b);
+}
+
+/* A backend whose table has no timing entries: the dispatchers start nothing and report
+ * nothing, kernels.csv is the header alone, and the profiler says it cannot time it. */
+static void test_backend_without_timing(void **state)
+{
+    (void)state;
+    deba_err e = {0};
+    tr_backend *be = tr_backend_cpu_new(&e);
+    assert_non_null(be);
+    tr_backend plain = *be;   /* the same table without the timing entries */
+    plain.timing_start = NULL;
+    plain.timing_epoch_begin = NULL;
+    plain.timing_epoch_end = NULL;
+    plain.timing_read = NULL;
+    plain.timing_stop = NULL;
+    assert_int_equal(tr_backend_timing_start(&plain, &e), DEBA_OK);
+    tr_backend_timing_epoch_begin(&plain);
+    assert_true(tr_backend_timing_epoch_end(&plain) == 0.0);
+    int rows = 0;
+    assert_int_equal(tr_backend_timing_read(&plain, count_rows, &rows), 0);
+    assert_int_equal(rows, 0);
+    char *dir = tu_mkdtemp();
+    assert_non_null(dir);
+    if (!dir) return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/kernels.csv", dir);
+    assert_int_equal(tr_backend_timing_write_csv(&plain, path, &e), DEBA_OK);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char buf[256];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_string_equal(buf, "name,calls,total_s,mean_us,share\n");
+    tu_rmtree(dir);
+    deba_err e2 = {0};
+    assert_null(tr_kprof_new(&plain, &e2));
+    assert_int_equal(e2.status, DEBA_E_UNSUPPORTED);
+    tr_backend_timing_stop(&plain);
+    tr_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_rows_and_csv),
+        cmocka_unit_test(test_two_backends),
+        cmocka_unit_test(test_backend_without_timing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

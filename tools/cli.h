@@ -1,5 +1,6 @@
-/* Number parsing shared by the command-line tools: strict (whole argument, in range, finite),
- * with the SPEC §9 error line naming the tool and the option. */
+/* Option parsing shared by the command-line tools: numbers strict (whole argument, in range,
+ * finite), strings copied whole or refused, with the SPEC §9 error line naming the tool and the
+ * option. */
 #ifndef DEBA_TOOLS_CLI_H
 #define DEBA_TOOLS_CLI_H
 
@@ -8,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* The long name of the option whose getopt code is `code`. */
@@ -40,6 +42,23 @@ static inline int cli_parse_double(const char *tool, const char *opt, const char
         return -1;
     }
     *v = x;
+    return 0;
+}
+
+/* Exit status of a training tool stopped by SIGTERM/SIGINT/SIGUSR1 after checkpointing: distinct
+ * from 0 (done), 1 (failure) and 2 (bad input), so a job script can requeue on it. */
+#define DEBA_EXIT_INTERRUPTED 3
+
+/* Copies an option's string into a fixed field, or says it does not fit: a silently truncated
+ * label or path would name another run than the one asked for. */
+static inline int cli_copy(const char *tool, const char *opt, char *dst, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= cap) {
+        fprintf(stderr, "%s: error: --%s: longer than the limit of %zu characters (got %zu)\n", tool, opt, cap - 1, n);
+        return -1;
+    }
+    memcpy(dst, s, n + 1);
     return 0;
 }
 

@@ -39,6 +39,7 @@ static void usage(FILE *f)
             "  --lr X (0.01)  --momentum X (0.9)  --weight-decay X (5e-4)\n"
             "  --device cpu|cuda|auto (default auto)\n"
             "  --force             retrain every seed from scratch\n"
+            "  --checkpoint-every N  also checkpoint every N steps (default 0: at epoch ends)\n"
             "batch-size sweep (writes OUT/<arch>/<dataset>/sweep.csv):\n"
             "  --sweep LIST        batch sizes, e.g. 32,64,128,256,512,1024\n"
             "  --sweep-steps K     measured steps per size (default 10)\n"
@@ -54,13 +55,15 @@ static void usage(FILE *f)
             "  --quiet             no per-epoch lines, no progress bar\n"
             "  --help, --version\n"
             "\n"
-            "Exit status: 0 success, 1 runtime failure or interruption, 2 usage or input error.\n");
+            "SIGTERM, SIGINT or SIGUSR1 checkpoint the current run after its current step and stop;\n"
+            "the same command continues. Exit status: 0 success, 1 runtime failure, 2 usage or input\n"
+            "error, 3 interrupted.\n");
 }
 
 enum {
     O_ARCH = 256, O_DATASET, O_DATA, O_SUBSET, O_TEST_SUBSET, O_IMAGE, O_NO_AUG, O_SEEDS, O_SEED, O_EPOCHS, O_BATCH,
     O_LR, O_MOM, O_WD, O_DEVICE, O_OUT, O_FORCE, O_QUIET, O_SWEEP, O_SWEEP_STEPS, O_PLAN, O_RUN, O_EMIT, O_HELP,
-    O_VERSION,
+    O_VERSION, O_CKPT_EVERY,
 };
 
 static const struct option OPTS[] = {
@@ -70,7 +73,8 @@ static const struct option OPTS[] = {
     {"lr", 1, 0, O_LR}, {"momentum", 1, 0, O_MOM}, {"weight-decay", 1, 0, O_WD}, {"device", 1, 0, O_DEVICE},
     {"out", 1, 0, O_OUT}, {"force", 0, 0, O_FORCE}, {"quiet", 0, 0, O_QUIET}, {"sweep", 1, 0, O_SWEEP},
     {"sweep-steps", 1, 0, O_SWEEP_STEPS}, {"plan", 1, 0, O_PLAN}, {"run", 0, 0, O_RUN}, {"emit-jobs", 1, 0, O_EMIT},
-    {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0},
+    {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {"checkpoint-every", 1, 0, O_CKPT_EVERY},
+    {0, 0, 0, 0},
 };
 
 static const char *opt_name(int code) { return cli_opt_name(OPTS, code); }
@@ -86,6 +90,9 @@ static int die_usage(const char *fmt, const char *a)
 static int fail(const deba_err *e)
 {
     fprintf(stderr, TOOL ": error: %s\n", e->msg);
+    /* a stop request ends a profile, sweep or plan with DEBA_E_RUNTIME "interrupted ...", the
+     * current run checkpointed: said by its own exit status, as deba-train does */
+    if (e->status == DEBA_E_RUNTIME && tr_train_stop_requested) return DEBA_EXIT_INTERRUPTED;
     return deba_status_exit_code(e->status);
 }
 
@@ -99,12 +106,17 @@ static int parse_double(int code, const char *s, double *v)
     return cli_parse_double(TOOL, opt_name(code), s, v);
 }
 
+static int copy_opt(int code, char *dst, size_t cap, const char *s)
+{
+    return cli_copy(TOOL, opt_name(code), dst, cap, s);
+}
+
 /* "2,42,199": integers in [lo, hi], at most max of them, distinct unless dups. */
 static int parse_list(int code, const char *s, long lo, long hi, int dups, int *out, int max, int *n)
 {
     char buf[4096];
-    snprintf(buf, sizeof buf, "%s", s);
     *n = 0;
+    if (cli_copy(TOOL, opt_name(code), buf, sizeof buf, s)) return -1;
     char *save = NULL;
     if (!*s || s[strlen(s) - 1] == ',' || *s == ',' || strstr(s, ",,")) {
         fprintf(stderr, TOOL ": error: --%s: expected a comma-separated list of integers, got '%s'\n", opt_name(code), s);
@@ -127,6 +139,7 @@ static int parse_list(int code, const char *s, long lo, long hi, int dups, int *
     return 0;
 }
 
+/* Async-signal-safe: only the flag; the training loop checks it between steps. */
 static void on_signal(int sig)
 {
     (void)sig;
@@ -156,7 +169,7 @@ static int plan_mode(const char *plan, int run, const char *emit, int force, int
 
 static int sweep_mode(deba_sweep_config *sc, int force, int quiet)
 {
-    char dir[4300], path[4400];
+    char dir[4300], path[4400];   /* never truncated: --out is at most 4095 characters, names 63 */
     deba_err e = { 0 };
     snprintf(dir, sizeof dir, "%s/%s/%s", sc->train.out, sc->train.arch, sc->train.dataset);
     snprintf(path, sizeof path, "%s/sweep.csv", dir);
@@ -196,9 +209,9 @@ int main(int argc, char **argv)
         int bad = 0;
         other += ch != O_PLAN && ch != O_RUN && ch != O_EMIT && ch != O_FORCE && ch != O_QUIET;
         switch (ch) {
-        case O_ARCH: snprintf(c.arch, sizeof c.arch, "%s", optarg); break;
-        case O_DATASET: snprintf(c.dataset, sizeof c.dataset, "%s", optarg); break;
-        case O_DATA: snprintf(c.data_dir, sizeof c.data_dir, "%s", optarg); break;
+        case O_ARCH: bad = copy_opt(ch, c.arch, sizeof c.arch, optarg); break;
+        case O_DATASET: bad = copy_opt(ch, c.dataset, sizeof c.dataset, optarg); break;
+        case O_DATA: bad = copy_opt(ch, c.data_dir, sizeof c.data_dir, optarg); break;
         case O_SUBSET: bad = parse_long(ch, optarg, 1, 100000000, &v); c.subset = (int)v; break;
         case O_TEST_SUBSET: bad = parse_long(ch, optarg, 1, 100000000, &v); c.test_subset = (int)v; break;
         case O_IMAGE: bad = parse_long(ch, optarg, 1, 4096, &v); c.image_size = (int)v; break;
@@ -213,8 +226,9 @@ int main(int argc, char **argv)
         case O_LR: bad = parse_double(ch, optarg, &c.lr); break;
         case O_MOM: bad = parse_double(ch, optarg, &c.momentum); break;
         case O_WD: bad = parse_double(ch, optarg, &c.weight_decay); break;
-        case O_DEVICE: snprintf(c.device, sizeof c.device, "%s", optarg); break;
-        case O_OUT: snprintf(c.out, sizeof c.out, "%s", optarg); break;
+        case O_DEVICE: bad = copy_opt(ch, c.device, sizeof c.device, optarg); break;
+        case O_OUT: bad = copy_opt(ch, c.out, sizeof c.out, optarg); break;
+        case O_CKPT_EVERY: bad = parse_long(ch, optarg, 0, 2147483647, &v); c.checkpoint_every = (int)v; break;
         case O_FORCE: c.force = 1; break;
         case O_QUIET: c.quiet = 1; break;
         case O_SWEEP:
@@ -239,6 +253,8 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN);   /* over `ulimit -f`: EFBIG, reported, instead of a silent kill */
 
     if (plan) {
         if (other) return die_usage("--plan takes only --run or --emit-jobs, --force and --quiet%s: the plan file "
@@ -255,6 +271,7 @@ int main(int argc, char **argv)
     if (c.sched.b0 > c.sched.bmax) c.sched.bmax = c.sched.b0;   /* a fixed run never leaves B0 */
     if (c.sched.b0 < c.sched.bmin) c.sched.bmin = c.sched.b0;
 
+    if (sweep && c.checkpoint_every) return die_usage("--checkpoint-every is for profiling runs%s, not --sweep", "");
     if (sweep) {
         sc.train = c;
         sc.train.seed = (uint64_t)(seed_given ? seed : seeds_given ? seeds[0] : 42);

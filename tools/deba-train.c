@@ -51,16 +51,21 @@ static void usage(FILE *f)
             "  --label L           run label (default the method: fixed or deba)\n"
             "  --out DIR           root of run directories (default runs)\n"
             "  --resume            continue an interrupted run from its checkpoint\n"
-            "  --force             overwrite an existing run\n"
+            "  --force             overwrite an existing run (not one another process is running)\n"
+            "  --checkpoint-every N  also checkpoint every N steps (default 0: at epoch ends)\n"
             "  --quiet             no per-epoch lines, no progress bar\n"
-            "  --help, --version\n");
+            "  --help, --version\n"
+            "\n"
+            "SIGTERM, SIGINT or SIGUSR1 stop the run after the current step with a checkpoint at that\n"
+            "position; --resume continues it. Exit status: 0 completed or diverged, 1 runtime failure,\n"
+            "2 usage or input error (also: the run directory is in use), 3 interrupted.\n");
 }
 
 enum {
     O_ARCH = 256, O_DATASET, O_DATA, O_SUBSET, O_TEST_SUBSET, O_IMAGE, O_NO_AUG, O_CLASSES, O_SUMMARY,
     O_EPOCHS, O_SEED, O_LR, O_MOM, O_WD, O_LRS, O_DEVICE, O_METHOD, O_BATCH, O_BMIN, O_BMAX, O_TAU,
     O_THETA, O_LAMBDA, O_THRESH, O_WINDOW, O_COOLDOWN, O_GROWTH, O_ROLLBACK, O_LABEL, O_OUT, O_RESUME,
-    O_FORCE, O_QUIET, O_HELP, O_VERSION,
+    O_FORCE, O_QUIET, O_CKPT_EVERY, O_HELP, O_VERSION,
 };
 
 static const struct option OPTS[] = {
@@ -74,6 +79,7 @@ static const struct option OPTS[] = {
     {"thresholds", 1, 0, O_THRESH}, {"window", 1, 0, O_WINDOW}, {"cooldown", 1, 0, O_COOLDOWN},
     {"growth", 1, 0, O_GROWTH}, {"rollback", 1, 0, O_ROLLBACK}, {"label", 1, 0, O_LABEL},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"force", 0, 0, O_FORCE}, {"quiet", 0, 0, O_QUIET},
+    {"checkpoint-every", 1, 0, O_CKPT_EVERY},
     {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0},
 };
 
@@ -97,6 +103,12 @@ static int parse_double(int code, const char *s, double *v)
     return cli_parse_double(TOOL, opt_name(code), s, v);
 }
 
+static int copy_opt(int code, char *dst, size_t cap, const char *s)
+{
+    return cli_copy(TOOL, opt_name(code), dst, cap, s);
+}
+
+/* Async-signal-safe: only the flag; the training loop checks it between steps. */
 static void on_signal(int sig)
 {
     (void)sig;
@@ -148,9 +160,9 @@ int main(int argc, char **argv)
         double d;
         int bad = 0;
         switch (ch) {
-        case O_ARCH: snprintf(c.arch, sizeof c.arch, "%s", optarg); break;
-        case O_DATASET: snprintf(c.dataset, sizeof c.dataset, "%s", optarg); break;
-        case O_DATA: snprintf(c.data_dir, sizeof c.data_dir, "%s", optarg); break;
+        case O_ARCH: bad = copy_opt(ch, c.arch, sizeof c.arch, optarg); break;
+        case O_DATASET: bad = copy_opt(ch, c.dataset, sizeof c.dataset, optarg); break;
+        case O_DATA: bad = copy_opt(ch, c.data_dir, sizeof c.data_dir, optarg); break;
         case O_SUBSET: bad = parse_long(ch, optarg, 1, 100000000, &v); c.subset = (int)v; break;
         case O_TEST_SUBSET: bad = parse_long(ch, optarg, 1, 100000000, &v); c.test_subset = (int)v; break;
         case O_IMAGE: bad = parse_long(ch, optarg, 1, 4096, &v); c.image_size = (int)v; break;
@@ -166,7 +178,7 @@ int main(int argc, char **argv)
             if ((v = tr_lr_scaling_parse(optarg)) < 0) return die_usage("--lr-scaling: expected none, linear or sqrt, got '%s'%s", optarg, "");
             c.lr_scaling = (tr_lr_scaling)v;
             break;
-        case O_DEVICE: snprintf(c.device, sizeof c.device, "%s", optarg); break;
+        case O_DEVICE: bad = copy_opt(ch, c.device, sizeof c.device, optarg); break;
         case O_METHOD:
             if ((v = deba_method_parse(optarg)) < 0) return die_usage("--method: expected fixed or deba, got '%s'%s", optarg, "");
             c.sched.method = (deba_method)v;
@@ -182,8 +194,9 @@ int main(int argc, char **argv)
         case O_COOLDOWN: bad = parse_long(ch, optarg, 0, 100000, &v); c.sched.cooldown = (int)v; break;
         case O_GROWTH: bad = parse_double(ch, optarg, &d); c.sched.growth = d; break;
         case O_ROLLBACK: bad = parse_double(ch, optarg, &d); c.sched.rollback = d; break;
-        case O_LABEL: snprintf(c.label, sizeof c.label, "%s", optarg); set_label = 1; break;
-        case O_OUT: snprintf(c.out, sizeof c.out, "%s", optarg); break;
+        case O_LABEL: bad = copy_opt(ch, c.label, sizeof c.label, optarg); set_label = 1; break;
+        case O_OUT: bad = copy_opt(ch, c.out, sizeof c.out, optarg); break;
+        case O_CKPT_EVERY: bad = parse_long(ch, optarg, 0, 2147483647, &v); c.checkpoint_every = (int)v; break;
         case O_RESUME: c.resume = 1; break;
         case O_FORCE: c.force = 1; break;
         case O_QUIET: c.quiet = 1; break;
@@ -228,8 +241,8 @@ int main(int argc, char **argv)
                 return 2;
             }
         c.sched.tau = row->tau, c.sched.theta = row->theta, c.sched.lambda = row->lambda;
-        snprintf(c.thresholds_src, sizeof c.thresholds_src, "%s", thresholds);
         free(rows);
+        if (copy_opt(O_THRESH, c.thresholds_src, sizeof c.thresholds_src, thresholds)) return 2;
     }
     if (set_tau) c.sched.tau = tau;
     if (set_theta) c.sched.theta = theta;
@@ -243,7 +256,10 @@ int main(int argc, char **argv)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);   /* what schedulers send first on pre-emption */
+    sigaction(SIGUSR1, &sa, NULL);   /* Slurm's --signal=USR1@T warning before the time limit */
+    /* over `ulimit -f` a write fails with EFBIG and is reported, instead of killing the process */
+    signal(SIGXFSZ, SIG_IGN);
 
     tr_train_result res;
     deba_status st = tr_train_run(&c, &res, &e);
@@ -256,7 +272,7 @@ int main(int argc, char **argv)
                 res.run_dir, res.status, res.epochs_done, res.final_test_acc, res.best_test_acc, res.total_train_time_s);
     if (!strcmp(res.status, "interrupted")) {
         if (!c.quiet) fprintf(stderr, "%s: run the same command with --resume to continue\n", res.run_dir);
-        return 1;
+        return DEBA_EXIT_INTERRUPTED;
     }
     return 0;
 }

@@ -133,6 +133,8 @@ typedef struct tr_backend tr_backend;
 /* An op's forward or backward over the first n samples of the planned batch. Backward adds
  * into input grads (+=) and parameter grads (+=); zeroing is a separate call per step. */
 typedef void (*tr_op_fn)(tr_graph *g, tr_node *nd, int n);
+/* One row of what a backend's kernel timing recorded: what ran, how often, for how long. */
+typedef void (*tr_timing_row_fn)(void *arg, const char *name, uint64_t calls, double total_s);
 
 /* A backend is a table of functions; NULL entries are operations it does not implement, and
  * the dispatcher reports them by name instead of falling back to another backend. */
@@ -158,6 +160,19 @@ struct tr_backend {
                 float momentum, float wd);
     /* Σg and Σg² in double over count floats (SPEC §2), returned to the host. */
     void (*grad_moments)(tr_backend *be, const float *g, int64_t count, double *sum, double *sumsq);
+    /* Kernel timing, recorded by the backend itself (SPEC §7 compute_time_s, §8 kernels.csv):
+     * all NULL when it cannot time its work; the tr_backend_timing_* dispatchers in
+     * backend/backend.h check. start: DEBA_E_RUNTIME when already on or the timer refuses
+     * (CUPTI); only work between epoch_begin and epoch_end counts, and epoch_end syncs and
+     * returns its seconds; read calls fn once per row of the run so far and returns the
+     * records lost; stop ends recording (a no-op when off). */
+    int timing_on_device;            /* 1: device activity (CUPTI), which replaces compute time */
+    deba_status (*timing_start)(tr_backend *be, deba_err *e);
+    void (*timing_epoch_begin)(tr_backend *be);
+    double (*timing_epoch_end)(tr_backend *be);
+    uint64_t (*timing_read)(tr_backend *be, tr_timing_row_fn fn, void *arg);
+    void (*timing_stop)(tr_backend *be);
+    char note[512];                  /* why this backend: --device auto's reason for the CPU */
     void (*destroy)(tr_backend *be);
 };
 

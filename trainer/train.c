@@ -1,6 +1,7 @@
 /* The training loop behind deba-train and deba-profile: one epoch at the scheduler's batch
  * size, the SPEC §2 signals from one reduction per step, evaluation, a trace row and a
- * checkpoint per epoch, and an exact resume. */
+ * checkpoint per epoch (and every N steps, and on a stop request), and an exact resume, from an
+ * epoch's end or from inside one. */
 #include "trainer/train.h"
 
 #include <errno.h>
@@ -12,12 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 #include "deba/deba.h"
+#include "deba/runlock.h"
 #include "trainer/backend/backend.h"
 #include "trainer/checkpoint.h"
 #include "trainer/models/models.h"
-#include "profiler/kernels.h"
 
-volatile int tr_train_stop_requested = 0;
+volatile sig_atomic_t tr_train_stop_requested = 0;
 
 static const char *LR_NAMES[TR_LR_SCALING_COUNT] = {"none", "linear", "sqrt"};
 
@@ -65,7 +66,6 @@ typedef struct {
     char dir[4096], trace_path[4200], meta_path[4200], ckpt_path[4200];
     tr_dataset *train, *test;
     tr_backend *be;
-    tr_kprof *kp;                /* kernel time per epoch (CUPTI on CUDA) and kernels.csv */
     tr_graph *g;
     deba_sched *sched;
     deba_trace trace;
@@ -77,14 +77,18 @@ typedef struct {
     int *y, *idx;
     int x_cap;
     char started[32];
+    deba_lock lock;              /* one writer per run directory, for the whole run */
+    int report_failure;          /* a failure from here on is recorded in meta.csv */
+    long step;                   /* steps of the whole run so far (all epochs, all processes) */
+    long since_ckpt;             /* steps since the last checkpoint */
+    long stop_at_step, kill_at_step;   /* test hooks, 0 = off */
 } run_state;
 
 static void run_free(run_state *r)
 {
     if (r->trace_f) fclose(r->trace_f);
     tr_graph_free(r->g);
-    tr_kprof_free(r->kp);
-    tr_backend_free(r->be);
+    tr_backend_free(r->be);   /* stops its kernel timing too */
     deba_sched_free(r->sched);
     deba_trace_free(&r->trace);
     deba_meta_free(&r->meta);
@@ -93,9 +97,11 @@ static void run_free(run_state *r)
     free(r->x);
     free(r->y);
     free(r->idx);
+    deba_lock_release(&r->lock);   /* last: everything this run writes is written */
 }
 
-static deba_status write_meta(run_state *r, const char *status, deba_err *e)
+/* meta.csv with every key current; `error` (the message of a failed run) when not NULL. */
+static deba_status write_meta(run_state *r, const char *status, const char *error, deba_err *e)
 {
     const tr_train_config *c = r->c;
     const deba_sched_config *sc = deba_sched_config_of(r->sched);
@@ -139,8 +145,10 @@ static deba_status write_meta(run_state *r, const char *status, deba_err *e)
     SET("total_train_time_s", "%.17g", r->info.train_time_s);
     SET("image_size", "%d", r->image);
     SET("subset", "%d", c->subset);
+    SET("test_subset", "%d", c->test_subset);
     SET("lr_scaling", "%s", tr_lr_scaling_name(c->lr_scaling));
     SET("thresholds_source", "%s", c->thresholds_src[0] ? c->thresholds_src : "command line");
+    if (error) SET("error", "%.*s", (int)sizeof m->kv[0].value - 1, error);
 #undef SET
     if (st)
         return deba_err_set(e, st, "%s: the value of '%s' is longer than %zu characters", r->meta_path, key,
@@ -165,9 +173,45 @@ static long trace_rows(const char *path)
     return n;
 }
 
+/* Complete rows in a trace file: its newlines minus the header's (a row torn by a kill has none
+ * yet); 0 when the file is absent. */
+static long trace_file_rows(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    long lines = 0;
+    for (int ch; (ch = getc(f)) != EOF;) lines += ch == '\n';
+    fclose(f);
+    return lines > 0 ? lines - 1 : 0;
+}
+
+/* A run that fails with its directory ours says so in meta.csv: status `failed`, the message as
+ * `error`, never `running`. Best effort: on a full disk this write may fail too, and the atomic
+ * writer then leaves the previous meta.csv whole. */
+static void record_failure(run_state *r, const deba_err *why)
+{
+    deba_err ignored = {0};
+    const char *msg = why && why->msg[0] ? why->msg : "unknown error";
+    if (r->meta.n) {   /* written by this process: every key is current */
+        write_meta(r, "failed", msg, &ignored);
+        return;
+    }
+    deba_meta old = {0};
+    if (deba_meta_read(r->meta_path, &old, NULL) == DEBA_OK) {   /* keep what the run recorded */
+        char fin[32];
+        utc_now(fin, sizeof fin);
+        if (!deba_meta_set(&old, "status", "failed") && !deba_meta_set(&old, "finished_utc", "%s", fin) &&
+            !deba_meta_set(&old, "error", "%.*s", (int)sizeof old.kv[0].value - 1, msg))
+            deba_meta_write(r->meta_path, &old, &ignored);
+    } else if (r->g && r->be && r->sched) {
+        write_meta(r, "failed", msg, &ignored);
+    }
+    deba_meta_free(&old);
+}
+
 /* A run is resumed with the settings it was started with: anything else would mix two
  * trainings in one trace while meta.csv names only the last. A fixed-batch run never uses the
- * scheduler's settings, so only the first six keys matter for it (as deba-profile checks). */
+ * scheduler's settings, so only the first seven keys matter for it (as deba-profile checks). */
 deba_status tr_train_check_meta(const deba_meta *m, const char *path, const tr_train_config *c, deba_err *e)
 {
     int kind = tr_dataset_parse(c->dataset);
@@ -180,12 +224,13 @@ deba_status tr_train_check_meta(const deba_meta *m, const char *path, const tr_t
     struct { const char *key, *opt; double want; } keys[] = {
         {"batch0", "batch", c->sched.b0}, {"lr", "lr", c->lr}, {"momentum", "momentum", c->momentum},
         {"weight_decay", "weight-decay", c->weight_decay}, {"subset", "subset", c->subset},
-        {"image_size", "image-size", image}, {"bmin", "bmin", c->sched.bmin}, {"tau", "tau", c->sched.tau},
+        {"image_size", "image-size", image}, {"test_subset", "test-subset", c->test_subset},
+        {"bmin", "bmin", c->sched.bmin}, {"tau", "tau", c->sched.tau},
         {"theta", "theta", c->sched.theta}, {"lambda", "lambda", c->sched.lambda},
         {"window", "window", c->sched.window}, {"cooldown", "cooldown", c->sched.cooldown},
         {"growth", "growth", c->sched.growth}, {"rollback", "rollback", c->sched.rollback},
     };
-    size_t nk = c->sched.method == DEBA_METHOD_FIXED ? 6 : sizeof keys / sizeof *keys;
+    size_t nk = c->sched.method == DEBA_METHOD_FIXED ? 7 : sizeof keys / sizeof *keys;
     for (size_t i = 0; i < nk; i++) {
         const char *v = deba_meta_get(m, keys[i].key);
         if (!v) continue;   /* an older meta.csv without the key: nothing to compare */
@@ -204,18 +249,28 @@ deba_status tr_train_check_meta(const deba_meta *m, const char *path, const tr_t
     return DEBA_OK;
 }
 
-/* Decides what an existing run directory means for this invocation. */
+/* Decides what an existing run directory means for this invocation, under the directory's lock:
+ * nothing in it is read, removed or written before the lock is ours, so a --force next to a
+ * live run fails instead of deleting its files. */
 static deba_status prepare_dir(run_state *r, int *resuming, deba_err *e)
 {
     const tr_train_config *c = r->c;
     *resuming = 0;
+    deba_status st = deba_mkdirs(r->dir, e);
+    if (!st) st = deba_lock_acquire(&r->lock, r->dir, e);
+    if (st) return st;
+    int removed = 0;   /* temporary files of writers killed mid-write (kill -9, power loss) */
+    if ((st = deba_atomic_clean_stale(r->dir, &removed, e))) return st;
+    if (removed && !c->quiet)
+        fprintf(stderr, "%s: removed %d temporary file%s left by an interrupted write\n", r->dir, removed,
+                removed == 1 ? "" : "s");
     int has_ckpt = file_exists(r->ckpt_path), has_any = has_ckpt || file_exists(r->trace_path) ||
                                                        file_exists(r->meta_path);
     if (has_any && c->resume && !has_ckpt && trace_rows(r->trace_path) == 0) {
         /* killed before its first checkpoint: nothing to lose, start it over */
         remove(r->trace_path);
         remove(r->meta_path);
-        return deba_mkdirs(r->dir, e);
+        return DEBA_OK;
     }
     if (has_any && c->resume) {
         if (!has_ckpt)
@@ -232,7 +287,7 @@ static deba_status prepare_dir(run_state *r, int *resuming, deba_err *e)
         remove(r->trace_path);
         remove(r->meta_path);
     }
-    return deba_mkdirs(r->dir, e);
+    return DEBA_OK;
 }
 
 static deba_status load_data(run_state *r, deba_err *e)
@@ -248,6 +303,14 @@ static deba_status load_data(run_state *r, deba_err *e)
     deba_status st = tr_dataset_load(kind, dir, 1, c->subset, &r->train, e);
     if (!st) st = tr_dataset_load(kind, dir, 0, c->test_subset, &r->test, e);
     if (st) return st;
+    /* the loader keeps everything when asked for more than there is; a run that silently trained
+     * on fewer images than meta.csv says would not be the run that was asked for */
+    if (c->subset > r->train->n)
+        return deba_err_set(e, DEBA_E_INPUT, "--subset %d: the %s training set in %s has only %d images", c->subset,
+                            c->dataset, dir, r->train->n);
+    if (c->test_subset > r->test->n)
+        return deba_err_set(e, DEBA_E_INPUT, "--test-subset %d: the %s test set in %s has only %d images",
+                            c->test_subset, c->dataset, dir, r->test->n);
     r->image = c->image_size > 0 ? c->image_size : r->train->h;
     r->augment = c->augment >= 0 ? c->augment : (kind == TR_DS_CIFAR10 || kind == TR_DS_CIFAR100);
     return DEBA_OK;
@@ -286,6 +349,7 @@ typedef struct {
     int steps;
     deba_gradacc acc;
     int diverged;
+    int stopped;                 /* a stop request ended the epoch early; its position is saved */
 } epoch_stats;
 
 void tr_train_step(tr_graph *g, int n, float lr, float momentum, float wd, tr_step *out)
@@ -304,20 +368,67 @@ void tr_train_step(tr_graph *g, int n, float lr, float momentum, float wd, tr_st
     out->signal_s = t2 - t1;
 }
 
-static void train_epoch(run_state *r, int epoch, int B, double lr, epoch_stats *es)
+/* A checkpoint inside epoch `epoch` after es->steps steps: the epoch's sums and times so far
+ * with everything else a resume needs (r->info.pos.epoch_rng was set when the epoch began). */
+static deba_status save_position(run_state *r, int epoch, int B, int oom, const epoch_stats *es, double elapsed,
+                                 deba_err *e)
+{
+    tr_ckpt_pos *p = &r->info.pos;
+    p->active = 1;
+    p->epoch = epoch;
+    p->batch_size = B;
+    p->oom = oom;
+    p->steps = es->steps;
+    p->samples = es->samples;
+    p->correct = es->correct;
+    p->loss_sum = es->loss_sum;
+    p->train_time_s = elapsed;
+    p->compute_s = es->compute;
+    p->data_s = es->data;
+    p->signal_s = es->signal;
+    p->acc = es->acc;
+    deba_status st = tr_ckpt_save(r->ckpt_path, &r->info, r->g, r->sched, &r->trace, e);
+    if (!st) r->since_ckpt = 0;
+    return st;
+}
+
+/* One epoch at batch size B, from its first step or, after a mid-epoch checkpoint
+ * (r->info.pos.active), from the step after it: the same sample order (reshuffled from the data
+ * RNG as it was when the epoch began), the same sums, so the epoch ends as an uninterrupted one.
+ * Between steps: a stop request saves the position and ends the epoch (es->stopped), and
+ * --checkpoint-every saves it every N steps. Signal handlers only set the flag. */
+static deba_status train_epoch(run_state *r, int epoch, int B, double lr, int oom, epoch_stats *es, deba_err *e)
 {
     const tr_train_config *c = r->c;
     tr_graph *g = r->g;
     int n = r->train->n;
     tr_batch_opts bo = {r->augment, r->image, r->image, r->train->mean, r->train->std};
+    tr_ckpt_pos *pos = &r->info.pos;
     memset(es, 0, sizeof *es);
     deba_gradacc_reset(&es->acc);
+    double before = 0;           /* train time of the part of the epoch before the checkpoint */
+    if (pos->active) {
+        es->loss_sum = pos->loss_sum;
+        es->correct = pos->correct;
+        es->samples = pos->samples;
+        es->steps = pos->steps;
+        es->acc = pos->acc;
+        es->compute = pos->compute_s;
+        es->data = pos->data_s;
+        es->signal = pos->signal_s;
+        before = pos->train_time_s;
+    } else {
+        pos->epoch_rng = r->info.data_rng;
+    }
+    tr_rng order = pos->epoch_rng;
     for (int i = 0; i < n; i++) r->idx[i] = i;
-    tr_rng_shuffle(&r->info.data_rng, r->idx, n);
+    tr_rng_shuffle(&order, r->idx, n);
+    r->info.data_rng = order;
     g->training = 1;
-    tr_kprof_epoch_begin(r->kp);
-    double t0 = now_s();
-    for (int start = 0; start < n && !tr_train_stop_requested; start += B) {
+    tr_backend_timing_epoch_begin(r->be);
+    double t0 = now_s(), paused = 0;   /* paused: time spent writing checkpoints */
+    deba_status rc = DEBA_OK;
+    for (int start = (int)es->samples; start < n; start += B) {
         int nb = n - start < B ? n - start : B;
         double ta = now_s();
         tr_dataset_batch(r->train, r->idx + start, nb, &bo, &r->info.aug_rng, r->x, r->y);
@@ -337,11 +448,28 @@ static void train_epoch(run_state *r, int epoch, int B, double lr, epoch_stats *
         es->correct += st.correct;
         es->samples += nb;
         es->steps++;
+        r->step++;
+        r->since_ckpt++;
         progress(r, epoch, start + nb, n, es->loss_sum / (double)es->samples, es->samples / (now_s() - t0), t0);
+        if (r->stop_at_step == r->step) tr_train_stop_requested = 1;   /* tests: a stop request here */
+        int stop = tr_train_stop_requested != 0, last = start + nb >= n;   /* one read: the flag is async */
+        /* the epoch's last step is followed by the epoch's own checkpoint */
+        if (!last && (stop || (c->checkpoint_every > 0 && r->since_ckpt >= c->checkpoint_every))) {
+            double ts = now_s();
+            rc = save_position(r, epoch, B, oom, es, before + (ts - t0 - paused), e);
+            paused += now_s() - ts;
+            if (rc) break;
+        }
+        if (r->kill_at_step == r->step) _exit(137);   /* tests: a kill -9 right after this step */
+        if (!last && stop) {
+            es->stopped = 1;
+            break;
+        }
     }
-    es->train_time = now_s() - t0;
-    double kernels = tr_kprof_epoch_end(r->kp);
-    if (tr_kprof_uses_cupti(r->kp)) es->compute = kernels;   /* SPEC §7: GPU kernel time */
+    es->train_time = before + now_s() - t0 - paused;
+    double kernels = tr_backend_timing_epoch_end(r->be);
+    if (tr_backend_timing_on_device(r->be)) es->compute = kernels;   /* SPEC §7: GPU kernel time */
+    return rc;
 }
 
 static void evaluate(run_state *r, double *loss, double *acc, double *secs)
@@ -417,18 +545,44 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
      * checkpoint and before its trace row. */
     const char *fault = getenv("DEBA_FAULT_KILL_AFTER_EPOCH");
     int fault_epoch = fault ? atoi(fault) : 0;
+    /* Test hooks at a global step k (steps counted from the run's start, over all epochs): a stop
+     * request raised after step k, and a kill -9 after step k (and its checkpoint, if one is due). */
+    const char *hook = getenv("DEBA_TEST_STOP_AT_STEP");
+    r->stop_at_step = hook ? atol(hook) : 0;
+    hook = getenv("DEBA_FAULT_KILL_AT_STEP");
+    r->kill_at_step = hook ? atol(hook) : 0;
+    r->step = r->info.pos.active ? r->info.pos.steps : 0;
+    int most = r->info.pos.active ? r->info.pos.batch_size : 0;
+    for (size_t i = 0; i < r->trace.n; i++) {
+        r->step += r->trace.rows[i].steps;
+        if (r->trace.rows[i].batch_size > most) most = r->trace.rows[i].batch_size;
+    }
+    /* The graph is planned for the largest batch so far and evaluation runs in batches of that
+     * size; a resumed run plans the same, or its test loss would differ in the last bits after a
+     * rollback. Those sizes all fitted before. */
+    if (most > 0 && (st = tr_graph_plan(r->g, most, e))) return st;
     for (int t = r->info.epoch + 1; t <= c->epochs; t++) {
-        int oom;
-        if ((st = plan_epoch(r, last_b, &oom, e))) return st;
-        int B = deba_sched_batch(r->sched);
+        if (tr_train_stop_requested) {   /* between epochs: the last checkpoint holds everything */
+            status = "interrupted";
+            break;
+        }
+        int oom, B;
+        if (r->info.pos.active) {   /* resuming inside epoch t: its batch size was settled */
+            B = r->info.pos.batch_size;
+            oom = r->info.pos.oom;
+            if ((st = ensure_host(r, r->g->planned_n, e))) return st;
+        } else {
+            if ((st = plan_epoch(r, last_b, &oom, e))) return st;
+            B = deba_sched_batch(r->sched);
+        }
         double lr = scaled_lr(c, B);
         epoch_stats es;
-        train_epoch(r, t, B, lr, &es);
+        if ((st = train_epoch(r, t, B, lr, oom, &es, e))) return st;
         if (es.diverged) {
             status = "diverged";
             break;
         }
-        if (tr_train_stop_requested) {
+        if (es.stopped) {
             status = "interrupted";
             break;
         }
@@ -464,9 +618,11 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
         r->info.train_time_s += row.epoch_time_s;
         if (row.test_acc > r->info.best_test_acc) r->info.best_test_acc = row.test_acc;
         if ((st = deba_trace_push(&r->trace, &row, e))) return st;
+        memset(&r->info.pos, 0, sizeof r->info.pos);   /* at the epoch's end */
         /* checkpoint first: a kill between the two leaves a checkpoint whose trace rows
          * rebuild trace.csv on resume */
         if ((st = tr_ckpt_save(r->ckpt_path, &r->info, r->g, r->sched, &r->trace, e))) return st;
+        r->since_ckpt = 0;
         if (fault_epoch == t) _exit(137);   /* tests: a kill at the worst moment */
         if ((st = deba_trace_append_row(r->trace_f, r->trace_path, &row, e))) return st;
         if (c->progress) fprintf(stderr, "\r%*s\r", 100, "");
@@ -478,13 +634,13 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
     }
     char kpath[4300];
     snprintf(kpath, sizeof kpath, "%s/kernels.csv", r->dir);
-    if ((st = tr_kprof_write_csv(r->kp, kpath, e))) return st;
+    if ((st = tr_backend_timing_write_csv(r->be, kpath, e))) return st;
     snprintf(res->status, sizeof res->status, "%s", status);
     res->epochs_done = r->info.epoch;
     res->final_test_acc = r->trace.n ? r->trace.rows[r->trace.n - 1].test_acc : 0;
     res->best_test_acc = r->info.best_test_acc;
     res->total_train_time_s = r->info.train_time_s;
-    return write_meta(r, status, e);
+    return write_meta(r, status, NULL, e);
 }
 
 deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_err *e)
@@ -493,6 +649,7 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);
     r.c = c;
+    r.lock.fd = -1;
     if (c->epochs < 1) return deba_err_set(e, DEBA_E_INPUT, "--epochs must be at least 1 (got %d)", c->epochs);
     if (!(isfinite(c->lr) && c->lr > 0)) return deba_err_set(e, DEBA_E_INPUT, "--lr must be > 0 and finite (got %g)", c->lr);
     if (!(c->momentum >= 0 && c->momentum < 1))
@@ -517,10 +674,7 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
         st = e->status;
         goto done;
     }
-    if (!(r.kp = tr_kprof_new(r.be, e))) {
-        st = e->status;
-        goto done;
-    }
+    if ((st = tr_backend_timing_start(r.be, e))) goto done;   /* per-op or per-kernel times: kernels.csv */
     if (!(r.g = tr_model_build(c->arch, r.train->c, r.image, r.train->classes, e))) {
         st = e->status;
         goto done;
@@ -547,21 +701,32 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
     r.info.seed = c->seed;
     tr_rng_seed(&r.info.data_rng, c->seed, 1);
     tr_rng_seed(&r.info.aug_rng, c->seed, 2);
+    /* from here a failure is the run's (I/O, a full disk, a corrupt checkpoint) and meta.csv
+     * records it; options that do not fit the run below leave the run as it was */
+    r.report_failure = 1;
     if (resuming) {
         tr_ckpt_info saved;
         if ((st = tr_ckpt_load(r.ckpt_path, &saved, r.g, &r.sched, &r.trace, e))) goto done;
+        /* the names are checked printable and NUL-terminated by the loader */
         if (strcmp(saved.arch, c->arch) || strcmp(saved.dataset, c->dataset) || saved.seed != c->seed) {
             st = deba_err_set(e, DEBA_E_INPUT, "%s was written for %s/%s seed %llu, not %s/%s seed %llu", r.ckpt_path,
                               saved.arch, saved.dataset, (unsigned long long)saved.seed, c->arch, c->dataset,
                               (unsigned long long)c->seed);
             goto done;
         }
-        if (saved.epoch > c->epochs) {
-            st = deba_err_set(e, DEBA_E_INPUT, "%s has %d epochs done, more than --epochs %d: resume with --epochs %d "
-                              "or more (or use --force to start over)", r.dir, saved.epoch, c->epochs, saved.epoch);
+        if (saved.pos.active && saved.pos.samples >= r.train->n) {
+            st = deba_err_set(e, DEBA_E_INPUT, "%s: corrupt checkpoint: stopped after sample %lld of an epoch of %d "
+                              "images", r.ckpt_path, (long long)saved.pos.samples, r.train->n);
             goto done;
         }
-        r.info = saved;
+        r.report_failure = 0;
+        int need = saved.epoch + saved.pos.active;   /* an epoch in progress counts */
+        if (need > c->epochs) {
+            st = deba_err_set(e, DEBA_E_INPUT, "%s has %d epochs done%s, more than --epochs %d: resume with --epochs "
+                              "%d or more (or use --force to start over)", r.dir, saved.epoch,
+                              saved.pos.active ? " and one in progress" : "", c->epochs, need);
+            goto done;
+        }
         deba_meta old = {0};
         if (!deba_meta_read(r.meta_path, &old, NULL)) {
             if (deba_meta_get(&old, "started_utc"))
@@ -570,12 +735,23 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
         }
         deba_meta_free(&old);
         if (st) goto done;
+        r.report_failure = 1;
+        /* trace.csv holds the checkpoint's rows, or one fewer after a kill between the two
+         * writes; anything else means one of the files is not this run's */
+        long rows = trace_file_rows(r.trace_path);
+        if (rows != saved.epoch && rows != saved.epoch - 1) {
+            st = deba_err_set(e, DEBA_E_INPUT, "%s has %d epochs done but %s has %ld complete rows: the two files do "
+                              "not belong together (use --force to start over)", r.ckpt_path, saved.epoch,
+                              r.trace_path, rows);
+            goto done;
+        }
+        r.info = saved;
         /* the trace on disk may lack the row of the last checkpointed epoch or hold a torn
          * one; the checkpoint's rows are the truth */
         if ((st = deba_trace_write(r.trace_path, &r.trace, e))) goto done;
     }
     if ((st = deba_trace_append_open(r.trace_path, &r.trace_f, e))) goto done;
-    if ((st = write_meta(&r, "running", e))) goto done;
+    if ((st = write_meta(&r, "running", NULL, e))) goto done;
     if (!c->quiet)
         fprintf(stderr, "%s %s/%s seed %llu on %s (%s): %lld params, %d train / %d test images at %dx%d%s\n",
                 resuming ? "resuming" : "training", c->arch, c->dataset, (unsigned long long)c->seed, r.be->name,
@@ -583,6 +759,7 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
                 resuming ? "" : "");
     st = run_epochs(&r, res, e);
 done:
+    if (st && r.report_failure) record_failure(&r, e);
     run_free(&r);
     return st;
 }

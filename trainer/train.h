@@ -4,6 +4,7 @@
 #ifndef TR_TRAIN_H
 #define TR_TRAIN_H
 
+#include <signal.h>
 #include <stdint.h>
 #include "deba/error.h"
 #include "deba/sched.h"
@@ -31,11 +32,12 @@ typedef struct {
     int augment;                  /* -1: on for CIFAR, off otherwise */
     int resume, force, quiet;
     int progress;                 /* draw a progress bar on stderr */
+    int checkpoint_every;         /* also checkpoint every N steps inside an epoch; 0 = epoch ends only */
 } tr_train_config;
 
 typedef struct {
     char run_dir[4096];
-    char status[16];              /* completed | diverged | interrupted */
+    char status[16];              /* completed | diverged | interrupted (a failure is an error instead) */
     int epochs_done;
     double final_test_acc, best_test_acc, total_train_time_s;
 } tr_train_result;
@@ -45,8 +47,11 @@ void tr_train_config_default(tr_train_config *c);
 const char *tr_lr_scaling_name(tr_lr_scaling s);
 int tr_lr_scaling_parse(const char *s);            /* -1 when unknown */
 
-/* Runs (or resumes) one training. DEBA_E_INPUT for bad configuration or data, with the option
- * or file named; a diverged run is not an error (result status says so). */
+/* Runs (or resumes) one training, holding the run directory's lock (deba/runlock.h) throughout:
+ * a second writer gets DEBA_E_INPUT naming the directory and the holder's pid. DEBA_E_INPUT for
+ * bad configuration or data, with the option or file named; a diverged or interrupted run is not
+ * an error (result status says so). A failure once the run directory is ours (I/O, a full disk,
+ * a corrupt checkpoint) leaves meta.csv with status `failed` and the message as `error`. */
 deba_status tr_train_run(const tr_train_config *c, tr_train_result *r, deba_err *e);
 
 /* What one SGD step measured. */
@@ -68,8 +73,9 @@ void tr_train_step(tr_graph *g, int n, float lr, float momentum, float wd, tr_st
  * the option and both values. */
 deba_status tr_train_check_meta(const deba_meta *m, const char *path, const tr_train_config *c, deba_err *e);
 
-/* Set by a SIGINT/SIGTERM handler in the tool: the run stops after the current step, keeps its
- * last checkpoint and marks itself interrupted. */
-extern volatile int tr_train_stop_requested;
+/* Set by a SIGINT/SIGTERM handler in the tool (the handler does nothing else): the run stops
+ * after the current step, writes a checkpoint at that position in the epoch and marks itself
+ * interrupted; --resume continues it to the same end as an uninterrupted run. */
+extern volatile sig_atomic_t tr_train_stop_requested;
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared script for a GPU machine (see docs/performance.md, "CUDA backend"): builds
-# with CUDA, runs the GPU parity test, the throughput benchmark with CUPTI kernel shares and,
+# with CUDA (the tools plus the module build/gpu/lib/deba/libdeba-cuda.so), trains one short run
+# through the module, runs the GPU parity test, the throughput benchmark with CUPTI kernel shares and,
 # when PyTorch is installed, the same steps in PyTorch eager FP32 for the ours/torch ratio, then
 # every other test program. Everything lands in ${OUT:-gpu-results}/.
 # Each stage has its own timeout, and none runs past the overall budget (BUDGET_S, default 540 s,
@@ -96,6 +97,11 @@ BUILD_ABS=$(cd "$BUILD" && pwd)
 # What only this machine can measure comes first, while the budget is whole: the GPU parity
 # test (its lines start with "parity"), the throughput benchmark and PyTorch's figures. The
 # other test programs, which the CPU machines run too, get what is left at the end.
+# The CUDA backend is a module (build/gpu/lib/deba/libdeba-cuda.so) the tools dlopen: one short
+# run through it first, so a module that does not load or finds no GPU fails here by name instead
+# of every GPU test below skipping. It also checks CUPTI's kernels.csv end to end.
+stage module 90 env OMP_WAIT_POLICY=passive "$BUILD_ABS/bin/deba-train" --arch cnn_small --dataset fashion-mnist \
+    --subset 512 --test-subset 256 --epochs 1 --device cuda --quiet --out "$OUT/module-run"
 stage parity 200 env OMP_WAIT_POLICY=passive DEBA_BIN="$BUILD_ABS/bin" DEBA_SRC="$PWD" \
     "$BUILD_ABS/tests/test_gpu_parity"
 grep '^parity' "$OUT/parity.log" > "$OUT/parity.txt" || true
@@ -116,6 +122,11 @@ if python3 -c "import torch, torchvision; assert torch.cuda.is_available()" > "$
     fi
 else
     echo "torch    skipped (no PyTorch with CUDA: see torch_probe.log)" | tee -a "$SUMMARY"
+fi
+
+if ! grep -q '^device,cuda$' "$OUT"/module-run/*/*/*/*/meta.csv 2>/dev/null; then
+    echo "module   the run through libdeba-cuda.so did not train on cuda (see module.log)" | tee -a "$SUMMARY"
+    failed=1
 fi
 
 # every other test program, as `make test` runs them (same environment, one summary line)

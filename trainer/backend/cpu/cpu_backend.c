@@ -36,7 +36,11 @@ static void describe(char *out, size_t cap)
     snprintf(out, cap, "%s, %d thread%s, OpenBLAS", model, threads, threads == 1 ? "" : "s");
 }
 
-static void cpu_destroy(tr_backend *be) { free(be); }
+static void cpu_destroy(tr_backend *be)
+{
+    if (be && be->timing_stop) be->timing_stop(be);   /* frees the timing state in be->ctx */
+    free(be);
+}
 
 tr_backend *tr_backend_cpu_new(deba_err *e)
 {
@@ -52,5 +56,6 @@ tr_backend *tr_backend_cpu_new(deba_err *e)
     be->destroy = cpu_destroy;
     tr_cpu_register_core(be);
     tr_cpu_register_extra(be);
+    tr_cpu_register_timing(be);
     return be;
 }

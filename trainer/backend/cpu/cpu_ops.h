@@ -8,5 +8,8 @@
 void tr_cpu_register_core(tr_backend *be);
 /* concat, mul_channel, dropout, drop_path, layernorm, attention, patch_tokens, select_token */
 void tr_cpu_register_extra(tr_backend *be);
+/* Kernel timing: clock_gettime around each op of the table while timing is on (cpu_timing.c);
+ * its state lives in be->ctx. Called last, after the ops are registered. */
+void tr_cpu_register_timing(tr_backend *be);
 
 #endif

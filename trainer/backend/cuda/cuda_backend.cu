@@ -9,7 +9,7 @@
 #include <string.h>
 
 extern "C" {
-#include "trainer/backend/backend.h"
+#include "trainer/backend/cuda/cuda_module.h"
 #include "trainer/layers/elementwise.h"
 }
 
@@ -377,6 +377,7 @@ static void cu_grad_moments(tr_backend *be, const float *g, int64_t count, doubl
 static void cu_destroy(tr_backend *be)
 {
     if (!be) return;
+    if (be->timing_stop) be->timing_stop(be);   /* CUPTI off before the context goes */
     cu_ctx *c = (cu_ctx *)be->ctx;
     if (c) {
         /* report, never abort, while tearing down */
@@ -406,21 +407,22 @@ static void cu_destroy(tr_backend *be)
         }                                                                                          \
     } while (0)
 
-extern "C" tr_backend *tr_backend_cuda_new(int device, deba_err *e)
+extern "C" tr_backend *tr_cuda_backend_new(int device, deba_err *e)
 {
     int count = 0;
     cudaError_t st = cudaGetDeviceCount(&count);
     if (st != cudaSuccess) {
         cudaGetLastError();
-        deba_err_set(e, DEBA_E_RUNTIME, "no usable CUDA device (%s): use --device cpu, or auto to fall back", cudaGetErrorString(st));
+        deba_err_set(e, DEBA_E_RUNTIME, "no usable GPU: the CUDA runtime says \"%s\": use --device cpu, or auto to fall back",
+                     cudaGetErrorString(st));
         return NULL;
     }
     if (count <= 0) {
-        deba_err_set(e, DEBA_E_RUNTIME, "no usable CUDA device (none found): use --device cpu, or auto to fall back");
+        deba_err_set(e, DEBA_E_RUNTIME, "no usable GPU: the CUDA runtime finds no device: use --device cpu, or auto to fall back");
         return NULL;
     }
     if (device < 0 || device >= count) {
-        deba_err_set(e, DEBA_E_RUNTIME, "no usable CUDA device: device %d requested, %d present", device, count);
+        deba_err_set(e, DEBA_E_RUNTIME, "no usable GPU: CUDA device %d requested, %d present", device, count);
         return NULL;
     }
     tr_backend *be = (tr_backend *)calloc(1, sizeof *be);
@@ -476,6 +478,7 @@ extern "C" tr_backend *tr_backend_cuda_new(int device, deba_err *e)
     tr_cuda_register_dnn(be);
     tr_cuda_register_ops(be);
     tr_cuda_register_gemm(be);
+    tr_cuda_register_timing(be);
     return be;
 fail:
     cudaGetLastError();

@@ -66,7 +66,7 @@ typedef struct {
     int device;
     cudnnHandle_t dnn;
     cublasHandle_t blas;
-    void *blas_ws;               /* cuBLAS's workspace, set at creation (see tr_backend_cuda_new) */
+    void *blas_ws;               /* cuBLAS's workspace, set at creation (see tr_cuda_backend_new) */
     void *ws;                    /* cuDNN workspace shared by all nodes, grown at set-up */
     size_t ws_bytes;
     double *red;                 /* partial sums of the deterministic reductions */
