@@ -8,4 +8,5 @@
 #include "deba/csv.h"
 #include "deba/trace.h"
 #include "deba/runlock.h"
+#include "deba/run.h"
 #endif

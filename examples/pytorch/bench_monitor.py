@@ -1,0 +1,59 @@
+#!/usr/bin/python3
+"""What deba.torch.Monitor.after_backward costs next to the training step it follows: resnet18
+(torchvision, 10 classes) at batch 64 on 3x32x32 inputs, on CPU or CUDA. Prints both medians and
+their ratio, measured in the same loop."""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import deba.torch   # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch", type=int, default=64)
+    a = p.parse_args()
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(a.batch, 3, 32, 32, device=dev), torch.randint(0, 10, (a.batch,), device=dev)
+    with tempfile.TemporaryDirectory() as out:
+        mon = deba.torch.Monitor(model, out, arch="resnet18", dataset="bench", seed=0, batch_size=a.batch,
+                                 optimizer=opt)
+        step_t, mon_t = [], []
+        for i in range(a.steps + 2):
+            sync()
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            out_ = model(x)
+            loss = torch.nn.functional.cross_entropy(out_, y)
+            loss.backward()
+            sync()
+            t1 = time.perf_counter()
+            mon.after_backward(loss, a.batch, correct=(out_.argmax(1) == y).sum())
+            t2 = time.perf_counter()
+            opt.step()
+            sync()
+            t3 = time.perf_counter()
+            if i >= 2:   # the first steps warm up allocators and kernels
+                step_t.append((t1 - t0) + (t3 - t2))
+                mon_t.append(t2 - t1)
+        mon.close("interrupted")
+    s, m = statistics.median(step_t), statistics.median(mon_t)
+    print(f"resnet18 B={a.batch} on {dev.type} ({torch.get_num_threads()} threads): step {s * 1e3:.1f} ms, "
+          f"after_backward {m * 1e3:.2f} ms = {100 * m / s:.2f}% of the step")
+
+
+if __name__ == "__main__":
+    main()

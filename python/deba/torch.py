@@ -1,0 +1,198 @@
+"""DEBA inside a PyTorch training loop: Monitor turns each step's gradients into the two numbers
+DEBA needs (Σg, Σg²) with one reduction on the model's device and one host sync per step, and
+writes the run through deba.Run; AdaptiveBatchSize rebuilds the DataLoader at the scheduler's B."""
+import math
+import time
+
+import torch
+
+from . import Diverged, LR_SCALINGS, Run, Scheduler, _int
+
+
+def _grads(model):
+    return [p.grad for p in model.parameters() if p.grad is not None]
+
+
+def grad_moments(grads):
+    """(Σg, Σg²) over all gradient tensors as one float64 tensor of 2 on their device: per tensor
+    one sum and one dot product (no copy, no concatenation), added up on the device."""
+    sums = torch.stack([g.sum() for g in grads]).to(torch.float64).sum()
+    sqs = torch.stack([torch.dot(g.reshape(-1), g.reshape(-1)) for g in grads]).to(torch.float64).sum()
+    return torch.stack([sums, sqs])
+
+
+class Monitor:
+    """Records a PyTorch run as deba-train would: one after_backward() per step, one end_epoch()
+    per epoch, which writes the trace row and returns the next epoch's batch size.
+
+    run_dir is the root of run directories (deba-train's --out): the run goes to
+    run_dir/arch/dataset/label/seed<seed>/. scheduler=None is a fixed-batch run; its batch size is
+    batch_size, or the first step's. optimizer (optional) supplies lr, momentum and weight decay
+    for meta.csv and the lr column. Use it as a context manager, or call close()."""
+
+    def __init__(self, model, run_dir, arch, dataset, seed, scheduler=None, batch_size=None, optimizer=None,
+                 label=None, epochs=0, lr=None, lr_scaling="none", resume=False, force=False, keep_epochs=None,
+                 image_size=0, subset=0, test_subset=0, thresholds_source=None):
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"model: must be a torch.nn.Module (got {type(model).__name__})")
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            raise ValueError(f"scheduler: must be a deba.Scheduler or None (got {type(scheduler).__name__})")
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        group = optimizer.param_groups[0] if optimizer is not None else {}
+        params = list(model.parameters())
+        dev = params[0].device if params else torch.device("cpu")
+        self.device = dev
+        self._run_args = dict(
+            out=str(run_dir), arch=arch, dataset=dataset, seed=seed, label=label, epochs=epochs,
+            lr=float(lr if lr is not None else group.get("lr", 0.01)),
+            momentum=float(group.get("momentum", 0.0) if optimizer is not None else 0.9),
+            weight_decay=float(group.get("weight_decay", 0.0) if optimizer is not None else 5e-4),
+            lr_scaling=lr_scaling, device=dev.type,
+            device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "pytorch cpu",
+            params=sum(p.numel() for p in params if p.requires_grad), image_size=image_size, subset=subset,
+            test_subset=test_subset, thresholds_source=thresholds_source, resume=resume, force=force,
+            keep_epochs=keep_epochs)
+        self.run = None
+        if scheduler is not None or batch_size is not None:
+            self._open(batch_size)
+        self._signal_s = 0.0
+        self._t_epoch = time.perf_counter()
+        self._t_last = None
+
+    def _open(self, batch_size):
+        self.run = Run(scheduler=self.scheduler, batch=None if self.scheduler is not None else batch_size,
+                       **self._run_args)
+        self.scheduler = self.run.scheduler
+
+    @property
+    def batch_size(self):
+        """B for the coming epoch (None before a fixed-batch run's first step)."""
+        return self.run.batch_size if self.run is not None else None
+
+    def after_backward(self, loss, batch_size, correct=None):
+        """After loss.backward(), before optimizer.step(): loss is the batch's mean loss (a tensor or a
+        number), batch_size its samples, correct (optional, tensor or int) its right predictions."""
+        t0 = time.perf_counter()
+        n = _int("batch_size", batch_size)
+        if self.run is None:
+            self._open(n)
+        grads = _grads(self.model)
+        if not grads:
+            raise ValueError("after_backward: no parameter of the model has a .grad (call it after backward())")
+        numel = sum(g.numel() for g in grads)
+        m = grad_moments(grads)
+        dev = m.device
+        loss_t = loss.detach().to(dev, torch.float64).reshape(()) if torch.is_tensor(loss) else \
+            torch.tensor(float(loss), dtype=torch.float64, device=dev)
+        corr_t = correct.detach().to(dev, torch.float64).reshape(()) if torch.is_tensor(correct) else \
+            torch.tensor(float(correct or 0), dtype=torch.float64, device=dev)
+        # the one host sync of the step: four numbers
+        gs, gq, ls, c = torch.stack([m[0], m[1], loss_t * n, corr_t]).tolist()
+        self.run.add_step(gs, gq, numel, ls, n, int(round(c)))
+        self._t_last = time.perf_counter()
+        self._signal_s += self._t_last - t0
+
+    def end_epoch(self, test_loss, test_acc, eval_time_s=None, lr=None, data_time_s=0.0, compute_time_s=0.0):
+        """Writes the epoch's row; returns the batch size of the next epoch. epoch_time_s is the time
+        from the previous end_epoch (or the Monitor's creation) to the last after_backward; the time
+        after it, until this call, is the evaluation's unless eval_time_s is given. Raises
+        deba.Diverged when the epoch's loss or gradients were not finite."""
+        now = time.perf_counter()
+        if self.run is None or self._t_last is None:
+            raise ValueError("end_epoch: no after_backward() in this epoch")
+        epoch_time = self._t_last - self._t_epoch
+        if eval_time_s is None:
+            eval_time_s = now - self._t_last
+        if lr is None and self.optimizer is not None:
+            lr = self.optimizer.param_groups[0]["lr"]
+        row = self.run.end_epoch(test_loss=float(test_loss), test_acc=float(test_acc), lr=lr,
+                                 epoch_time_s=epoch_time, eval_time_s=eval_time_s, signal_time_s=self._signal_s,
+                                 data_time_s=data_time_s, compute_time_s=compute_time_s)
+        self._signal_s = 0.0
+        self._t_last = None
+        self._t_epoch = time.perf_counter()
+        self.last = row
+        return row["next_batch_size"]
+
+    def close(self, status=None, error=None):
+        if self.run is not None:
+            self.run.close(status, error)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if self.run is not None:
+            return self.run.__exit__(et, ev, tb)
+        return False
+
+
+class AdaptiveBatchSize:
+    """The DataLoader for the scheduler's batch size: iterate it once per epoch; a new B rebuilds the
+    loader (and rescales the optimizer's lr with lr_scaling none|linear|sqrt, as deba-train does).
+    Shuffling uses its own torch.Generator seeded with `seed`, saved by state_dict()."""
+
+    def __init__(self, dataset, scheduler, optimizer=None, lr_scaling="none", base_lr=None, seed=0, shuffle=True,
+                 **loader_kwargs):
+        if isinstance(scheduler, Monitor):
+            scheduler = scheduler.scheduler
+        if not isinstance(scheduler, Scheduler):
+            raise ValueError(f"scheduler: must be a deba.Scheduler or a deba.torch.Monitor with one "
+                             f"(got {type(scheduler).__name__})")
+        if lr_scaling not in LR_SCALINGS:
+            raise ValueError(f"lr_scaling: must be none, linear or sqrt (got {lr_scaling!r})")
+        self.dataset, self.scheduler, self.optimizer = dataset, scheduler, optimizer
+        self.lr_scaling = lr_scaling
+        if base_lr is None and optimizer is not None:
+            base_lr = optimizer.param_groups[0]["lr"]
+        self.base_lr = None if base_lr is None else float(base_lr)
+        self.shuffle, self.loader_kwargs = bool(shuffle), loader_kwargs
+        self.generator = torch.Generator()
+        self.generator.manual_seed(_int("seed", seed))
+        self._loader, self._b = None, None
+
+    @property
+    def batch_size(self):
+        return self.scheduler.batch_size
+
+    def lr(self, batch_size=None):
+        b = self.batch_size if batch_size is None else batch_size
+        ratio = b / self.scheduler.config["batch"]
+        return {"none": self.base_lr, "linear": self.base_lr * ratio,
+                "sqrt": self.base_lr * math.sqrt(ratio)}[self.lr_scaling]
+
+    def loader(self):
+        """The DataLoader for the coming epoch (the same one while B stays)."""
+        b = self.batch_size
+        if self._loader is None or b != self._b:
+            self._loader = torch.utils.data.DataLoader(self.dataset, batch_size=b, shuffle=self.shuffle,
+                                                       generator=self.generator, **self.loader_kwargs)
+            self._b = b
+            if self.optimizer is not None and self.base_lr is not None:
+                for g in self.optimizer.param_groups:
+                    g["lr"] = self.lr(b)
+        return self._loader
+
+    def __iter__(self):
+        return iter(self.loader())
+
+    def __len__(self):
+        return len(self.loader())
+
+    def state_dict(self):
+        return {"batch_size": self.batch_size, "base_lr": self.base_lr, "lr_scaling": self.lr_scaling,
+                "generator": self.generator.get_state(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state):
+        for k in ("base_lr", "lr_scaling", "generator", "scheduler"):
+            if k not in state:
+                raise ValueError(f"state: not an AdaptiveBatchSize state_dict (no {k!r})")
+        if state["lr_scaling"] not in LR_SCALINGS:
+            raise ValueError(f"state: lr_scaling {state['lr_scaling']!r} is not none, linear or sqrt")
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.base_lr, self.lr_scaling = state["base_lr"], state["lr_scaling"]
+        self.generator.set_state(state["generator"])
+        self._loader = None
+
+
+__all__ = ["Monitor", "AdaptiveBatchSize", "grad_moments", "Diverged"]
