@@ -140,7 +140,7 @@ struct deba_runwriter {
     int diverged, closed;
 };
 
-static void utc_now(char *buf, size_t cap)
+void deba_utc_now(char *buf, size_t cap)
 {
     time_t t = time(NULL);
     struct tm tm;
@@ -154,32 +154,29 @@ static int file_exists(const char *p)
     return stat(p, &st) == 0;
 }
 
-/* meta.csv with deba-train's keys in deba-train's order and number formats (trainer/train.c,
- * write_meta): the two must stay in step, which tests/test_run_writer.c checks. */
-static deba_status write_meta(deba_runwriter *w, const char *status, const char *error, deba_err *e)
+deba_status deba_run_meta_write(const char *path, deba_meta *m, const deba_run_meta *f, const char *status,
+                                const char *error, deba_err *e)
 {
-    const deba_sched_config *sc = deba_sched_config_of(w->sched);
-    deba_meta *m = &w->meta;
+    const deba_sched_config *sc = f->sched;
     char fin[32] = "";
-    if (strcmp(status, "running")) utc_now(fin, sizeof fin);
-    int epochs = w->epochs > 0 ? w->epochs : w->rows;
+    if (strcmp(status, "running")) deba_utc_now(fin, sizeof fin);
     deba_status st = DEBA_OK;
-    const char *key = NULL;
+    const char *key = NULL;   /* the key deba_meta_set refused (a value too long), for the message */
 #define SET(k, ...) if (!st && (st = deba_meta_set(m, k, __VA_ARGS__))) key = k
     SET("format_version", "%d", DEBA_FORMAT_VERSION);
     SET("tool_version", "%s", DEBA_VERSION);
-    SET("arch", "%s", w->arch);
-    SET("dataset", "%s", w->dataset);
-    SET("label", "%s", w->label);
+    SET("arch", "%s", f->arch);
+    SET("dataset", "%s", f->dataset);
+    SET("label", "%s", f->label);
     SET("method", "%s", deba_method_name(sc->method));
-    SET("seed", "%llu", (unsigned long long)w->seed);
-    SET("epochs", "%d", epochs);
+    SET("seed", "%llu", f->seed);
+    SET("epochs", "%d", f->epochs);
     SET("batch0", "%d", sc->b0);
     SET("bmin", "%d", sc->bmin);
-    SET("bmax", "%d", deba_sched_bmax(w->sched));
-    SET("lr", "%.17g", w->lr);
-    SET("momentum", "%.17g", w->momentum);
-    SET("weight_decay", "%.17g", w->weight_decay);
+    SET("bmax", "%d", f->bmax);
+    SET("lr", "%.17g", f->lr);
+    SET("momentum", "%.17g", f->momentum);
+    SET("weight_decay", "%.17g", f->weight_decay);
     SET("tau", "%.17g", sc->tau);
     SET("theta", "%.17g", sc->theta);
     SET("lambda", "%.17g", sc->lambda);
@@ -187,27 +184,41 @@ static deba_status write_meta(deba_runwriter *w, const char *status, const char 
     SET("cooldown", "%d", sc->cooldown);
     SET("growth", "%.17g", sc->growth);
     SET("rollback", "%.17g", sc->rollback);
-    SET("device", "%s", w->device);
-    SET("device_name", "%s", w->device_name);
-    SET("precision", "%s", w->precision);
-    SET("params", "%lld", w->params);
-    SET("started_utc", "%s", w->started);
+    SET("device", "%s", f->device);
+    SET("device_name", "%s", f->device_name);
+    SET("precision", "%s", f->precision);
+    SET("params", "%lld", f->params);
+    SET("started_utc", "%s", f->started_utc);
     SET("finished_utc", "%s", fin);
     SET("status", "%s", status);
-    SET("final_test_acc", "%.17g", w->final_acc);
-    SET("best_test_acc", "%.17g", w->best_acc);
-    SET("total_train_time_s", "%.17g", w->train_time);
-    SET("image_size", "%d", w->image_size);
-    SET("subset", "%d", w->subset);
-    SET("test_subset", "%d", w->test_subset);
-    SET("lr_scaling", "%s", w->lr_scaling);
-    SET("thresholds_source", "%s", w->thresholds_source);
+    SET("final_test_acc", "%.17g", f->final_test_acc);
+    SET("best_test_acc", "%.17g", f->best_test_acc);
+    SET("total_train_time_s", "%.17g", f->total_train_time_s);
+    SET("image_size", "%d", f->image_size);
+    SET("subset", "%d", f->subset);
+    SET("test_subset", "%d", f->test_subset);
+    SET("lr_scaling", "%s", f->lr_scaling);
+    SET("thresholds_source", "%s", f->thresholds_source);
     if (error) SET("error", "%.*s", (int)sizeof m->kv[0].value - 1, error);
 #undef SET
     if (st)
-        return deba_err_set(e, st, "%s: the value of '%s' is longer than %zu characters", w->meta_path, key,
+        return deba_err_set(e, st, "%s: the value of '%s' is longer than %zu characters", path, key,
                             sizeof m->kv[0].value - 1);
-    return deba_meta_write(w->meta_path, m, e);
+    return deba_meta_write(path, m, e);
+}
+
+static deba_status write_meta(deba_runwriter *w, const char *status, const char *error, deba_err *e)
+{
+    deba_run_meta f = {
+        .arch = w->arch, .dataset = w->dataset, .label = w->label, .seed = (unsigned long long)w->seed,
+        .epochs = w->epochs > 0 ? w->epochs : w->rows, .sched = deba_sched_config_of(w->sched),
+        .bmax = deba_sched_bmax(w->sched), .lr = w->lr, .momentum = w->momentum, .weight_decay = w->weight_decay,
+        .device = w->device, .device_name = w->device_name, .precision = w->precision, .params = w->params,
+        .started_utc = w->started, .final_test_acc = w->final_acc, .best_test_acc = w->best_acc,
+        .total_train_time_s = w->train_time, .image_size = w->image_size, .subset = w->subset,
+        .test_subset = w->test_subset, .lr_scaling = w->lr_scaling, .thresholds_source = w->thresholds_source,
+    };
+    return deba_run_meta_write(w->meta_path, &w->meta, &f, status, error, e);
 }
 
 /* A string option copied into the writer; too long for meta.csv is an input error naming it. */
@@ -461,7 +472,7 @@ deba_runwriter *deba_runwriter_open(const deba_run_config *c, deba_err *e)
     w->momentum = c->momentum;
     w->weight_decay = c->weight_decay;
     if (!(w->sched = deba_sched_new(&c->sched, e))) goto fail;
-    utc_now(w->started, sizeof w->started);
+    deba_utc_now(w->started, sizeof w->started);
     if ((st = prepare_dir(w, c, e))) goto fail;
     if ((st = deba_trace_append_open(w->trace_path, &w->trace_f, e))) goto fail;
     if ((st = write_meta(w, "running", NULL, e))) goto fail;

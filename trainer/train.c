@@ -52,14 +52,6 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void utc_now(char *buf, size_t cap)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Everything one run holds; freed in one place. */
 typedef struct {
     const tr_train_config *c;
@@ -105,55 +97,17 @@ static deba_status write_meta(run_state *r, const char *status, const char *erro
 {
     const tr_train_config *c = r->c;
     const deba_sched_config *sc = deba_sched_config_of(r->sched);
-    deba_meta *m = &r->meta;
-    char fin[32] = "";
-    double final_acc = r->trace.n ? r->trace.rows[r->trace.n - 1].test_acc : 0;
-    if (strcmp(status, "running")) utc_now(fin, sizeof fin);
-    deba_status st = DEBA_OK;
-    const char *key = NULL;   /* the key deba_meta_set refused (a value too long), for the message */
-#define SET(k, ...) if (!st && (st = deba_meta_set(m, k, __VA_ARGS__))) key = k
-    SET("format_version", "%d", DEBA_FORMAT_VERSION);
-    SET("tool_version", "%s", DEBA_VERSION);
-    SET("arch", "%s", c->arch);
-    SET("dataset", "%s", c->dataset);
-    SET("label", "%s", c->label[0] ? c->label : deba_method_name(sc->method));
-    SET("method", "%s", deba_method_name(sc->method));
-    SET("seed", "%llu", (unsigned long long)c->seed);
-    SET("epochs", "%d", c->epochs);
-    SET("batch0", "%d", sc->b0);
-    SET("bmin", "%d", sc->bmin);
-    SET("bmax", "%d", deba_sched_bmax(r->sched));
-    SET("lr", "%.17g", c->lr);
-    SET("momentum", "%.17g", c->momentum);
-    SET("weight_decay", "%.17g", c->weight_decay);
-    SET("tau", "%.17g", sc->tau);
-    SET("theta", "%.17g", sc->theta);
-    SET("lambda", "%.17g", sc->lambda);
-    SET("window", "%d", sc->window);
-    SET("cooldown", "%d", sc->cooldown);
-    SET("growth", "%.17g", sc->growth);
-    SET("rollback", "%.17g", sc->rollback);
-    SET("device", "%s", r->be->name);
-    SET("device_name", "%s", r->be->device_name);
-    SET("precision", "fp32");
-    SET("params", "%lld", (long long)r->g->n_params);
-    SET("started_utc", "%s", r->started);
-    SET("finished_utc", "%s", fin);
-    SET("status", "%s", status);
-    SET("final_test_acc", "%.17g", final_acc);
-    SET("best_test_acc", "%.17g", r->info.best_test_acc);
-    SET("total_train_time_s", "%.17g", r->info.train_time_s);
-    SET("image_size", "%d", r->image);
-    SET("subset", "%d", c->subset);
-    SET("test_subset", "%d", c->test_subset);
-    SET("lr_scaling", "%s", tr_lr_scaling_name(c->lr_scaling));
-    SET("thresholds_source", "%s", c->thresholds_src[0] ? c->thresholds_src : "command line");
-    if (error) SET("error", "%.*s", (int)sizeof m->kv[0].value - 1, error);
-#undef SET
-    if (st)
-        return deba_err_set(e, st, "%s: the value of '%s' is longer than %zu characters", r->meta_path, key,
-                            sizeof m->kv[0].value - 1);
-    return deba_meta_write(r->meta_path, m, e);
+    deba_run_meta f = {
+        .arch = c->arch, .dataset = c->dataset, .label = c->label[0] ? c->label : deba_method_name(sc->method),
+        .seed = (unsigned long long)c->seed, .epochs = c->epochs, .sched = sc, .bmax = deba_sched_bmax(r->sched),
+        .lr = c->lr, .momentum = c->momentum, .weight_decay = c->weight_decay, .device = r->be->name,
+        .device_name = r->be->device_name, .precision = "fp32", .params = (long long)r->g->n_params,
+        .started_utc = r->started, .final_test_acc = r->trace.n ? r->trace.rows[r->trace.n - 1].test_acc : 0,
+        .best_test_acc = r->info.best_test_acc, .total_train_time_s = r->info.train_time_s, .image_size = r->image,
+        .subset = c->subset, .test_subset = c->test_subset, .lr_scaling = tr_lr_scaling_name(c->lr_scaling),
+        .thresholds_source = c->thresholds_src[0] ? c->thresholds_src : "command line",
+    };
+    return deba_run_meta_write(r->meta_path, &r->meta, &f, status, error, e);
 }
 
 static int file_exists(const char *p)
@@ -199,7 +153,7 @@ static void record_failure(run_state *r, const deba_err *why)
     deba_meta old = {0};
     if (deba_meta_read(r->meta_path, &old, NULL) == DEBA_OK) {   /* keep what the run recorded */
         char fin[32];
-        utc_now(fin, sizeof fin);
+        deba_utc_now(fin, sizeof fin);
         if (!deba_meta_set(&old, "status", "failed") && !deba_meta_set(&old, "finished_utc", "%s", fin) &&
             !deba_meta_set(&old, "error", "%.*s", (int)sizeof old.kv[0].value - 1, msg))
             deba_meta_write(r->meta_path, &old, &ignored);
@@ -695,7 +649,7 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
     }
     /* only now, with data, device and model known good, touch the run directory */
     if ((st = prepare_dir(&r, &resuming, e))) goto done;
-    utc_now(r.started, sizeof r.started);
+    deba_utc_now(r.started, sizeof r.started);
     snprintf(r.info.arch, sizeof r.info.arch, "%s", c->arch);
     snprintf(r.info.dataset, sizeof r.info.dataset, "%s", c->dataset);
     r.info.seed = c->seed;

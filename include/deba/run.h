@@ -43,6 +43,33 @@ deba_status deba_sched_to_bytes(const deba_sched *s, void **buf, size_t *len, de
 deba_sched *deba_sched_from_bytes(const void *buf, size_t len, deba_err *e);
 void deba_free(void *p);
 
+/* ---- meta.csv of a run ---- */
+
+/* Everything meta.csv says about a run. deba-train and the run writer both write meta.csv
+ * through deba_run_meta_write, so the key set, order and number formats cannot drift apart. */
+typedef struct {
+    const char *arch, *dataset, *label;
+    unsigned long long seed;
+    int epochs;
+    const deba_sched_config *sched;
+    int bmax;                                  /* current B_max (lowered by an OOM) */
+    double lr, momentum, weight_decay;
+    const char *device, *device_name, *precision;
+    long long params;
+    const char *started_utc;
+    double final_test_acc, best_test_acc, total_train_time_s;
+    int image_size, subset, test_subset;
+    const char *lr_scaling, *thresholds_source;
+} deba_run_meta;
+
+/* Sets every key of f in m (keys m already holds that f does not name stay), status, the finish
+ * time unless status is "running", and `error` when not NULL; then writes m to path atomically.
+ * A value too long for meta.csv is DEBA_E_INPUT naming path and key. */
+deba_status deba_run_meta_write(const char *path, deba_meta *m, const deba_run_meta *f, const char *status,
+                                const char *error, deba_err *e);
+/* The current UTC time as meta.csv writes it: 2026-11-30T15:00:00Z. */
+void deba_utc_now(char *buf, size_t cap);
+
 /* ---- run writer ---- */
 
 /* Everything meta.csv records about a run; strings may be NULL for their defaults. */
