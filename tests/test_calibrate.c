@@ -251,6 +251,27 @@ static void test_truncated_meta(void **state)
     free(err);
 }
 
+/* A symlink loop under the runs: each run counted once, and the link that was not followed is
+ * named on stderr (the walk used to follow it until a depth limit, counting runs many times). */
+static void test_symlink_loop(void **state)
+{
+    (void)state;
+    char root[4200], link[4300];
+    snprintf(root, sizeof root, "%s/runs", g_dir);
+    make_fixture(root);
+    snprintf(link, sizeof link, "%s/loop", root);
+    assert_int_equal(symlink(".", link), 0);
+    assert_int_equal(calibrate("runs"), 0);
+    char *err = slurp_in("err.txt");
+    assert_contains(err, "deba-calibrate: warning: runs/loop");
+    assert_contains(err, "not followed");
+    free(err);
+    char *out = slurp_in("thresholds.csv");
+    assert_contains(out, "resnet18,cifar10,");
+    assert_contains(out, ",2\n");   /* runs_used: the two completed fixed seeds, once each */
+    free(out);
+}
+
 static void test_usage_errors(void **state)
 {
     (void)state;
@@ -308,6 +329,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_usable_runs, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_trace, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_truncated_meta, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_loop, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -176,8 +176,15 @@ static void test_cifar10_load(void **state)
     check_cifar_records(d, 0, 4, 0);
     tr_dataset_free(d);
 
-    assert_int_equal(tr_dataset_load(TR_DS_CIFAR10, dir, 1, 100, &d, &e), DEBA_OK);
-    check_cifar_records(d, 0, 10, 0);   /* a subset larger than the set keeps everything */
+    /* a subset larger than the split is refused (it used to keep everything silently, and
+     * meta.csv recorded the size asked for) */
+    d = (tr_dataset *)1;
+    assert_int_equal(tr_dataset_load(TR_DS_CIFAR10, dir, 1, 100, &d, &e), DEBA_E_INPUT);
+    assert_null(d);
+    assert_non_null(strstr(e.msg, "--subset 100: the cifar10 training set in"));
+    assert_non_null(strstr(e.msg, "has only 10 images"));
+    assert_int_equal(tr_dataset_load(TR_DS_CIFAR10, dir, 1, 10, &d, &e), DEBA_OK);   /* exactly all */
+    check_cifar_records(d, 0, 10, 0);
     tr_dataset_free(d);
 
     assert_int_equal(tr_dataset_load(TR_DS_CIFAR10, dir, 0, 0, &d, &e), DEBA_OK);

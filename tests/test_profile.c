@@ -388,6 +388,15 @@ static void test_sweep(void **state)
     char *err = slurp_in("err.txt");
     assert_contains(err, "sweep.csv exists: use --force");
     free(err);
+    /* A subset larger than the training set is refused, not shrunk silently to the set's size. */
+    assert_int_equal(profile("--arch cnn_small --dataset fashion-mnist --subset 70000 --device cpu --quiet "
+                             "--out runs2 --sweep 8 --sweep-steps 1"), 2);
+    err = slurp_in("err.txt");
+    assert_contains(err, "--subset 70000: the fashion-mnist training set in");
+    assert_contains(err, "has only 60000 images");
+    free(err);
+    snprintf(p, sizeof p, "%s/runs2", g_dir);
+    assert_false(tu_exists(p));
 }
 
 /* ---- plans ---- */

@@ -239,6 +239,11 @@ static void test_bad_input(void **state)
     assert_int_equal(train(a, "--momentum 1.5", NULL), 2);
     assert_int_equal(train(a, "--weight-decay -1", NULL), 2);
     assert_int_equal(train(a, "--label ''", NULL), 2);
+    /* a label becomes a directory name: only [A-Za-z0-9._-] */
+    assert_int_equal(train(a, "--label 'a b'", NULL), 2);
+    snprintf(cmd, sizeof cmd, "grep -q -- \"--label: 'a b' must be 1-63 characters\" %s/stderr.txt", tmp);
+    assert_int_equal(tu_run(cmd), 0);
+    assert_int_equal(train(a, "--label '$(touch x)'", NULL), 2);
     assert_int_equal(train(a, "--resume --force", NULL), 2);
     /* a thresholds row with a bad value is blamed on the file, not on --tau */
     char *thn = tu_write(tmp, "thresholds_neg.csv", "arch,dataset,tau,theta,lambda,epochs_used,runs_used\n"

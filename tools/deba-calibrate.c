@@ -2,6 +2,7 @@
  * more run directories, written to thresholds.csv. */
 #include "calib/calib.h"
 #include "deba/deba.h"
+#include "deba/runs.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -99,8 +100,12 @@ int main(int argc, char **argv)
     deba_err_clear(&e);
     deba_run *runs = NULL;
     size_t nruns = 0;
-    deba_status st = deba_runs_load((const char *const *)argv + optind, (size_t)(argc - optind), &runs,
-                                    &nruns, &e);
+    char **skipped = NULL;
+    size_t nskipped = 0;
+    deba_status st = deba_runs_load_walk((const char *const *)argv + optind, (size_t)(argc - optind), &runs,
+                                         &nruns, &skipped, &nskipped, &e);
+    for (size_t i = 0; i < nskipped; i++) fprintf(stderr, "deba-calibrate: warning: %s\n", skipped[i]);
+    deba_strs_free(skipped, nskipped);
     if (st != DEBA_OK) return fail(st, e.msg);
 
     size_t usable = 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "deba/deba.h"
+#include "deba/escape.h"
 #include "tools/cli.h"
 #include "trainer/data/dataset.h"
 #include "trainer/models/models.h"
@@ -211,8 +212,8 @@ int main(int argc, char **argv)
     if (!c.arch[0]) return die_usage("--arch is required%s%s", "", "");
     if (want_summary) return summary(c.arch, c.dataset[0] ? c.dataset : NULL, c.image_size, classes);
     if (!c.dataset[0]) return die_usage("--dataset is required%s%s", "", "");
-    if (c.label[0] && (strchr(c.label, '/') || !strcmp(c.label, ".") || !strcmp(c.label, "..")))
-        return die_usage("--label: '%s' cannot be a directory name%s", c.label, "");
+    if (c.label[0] && !deba_name_ok(c.label))   /* it becomes a directory name */
+        return die_usage("--label: '%s' must be 1-63 characters from A-Z a-z 0-9 . _ - (not . or ..)%s", c.label, "");
     if (set_label && !c.label[0]) return die_usage("--label: empty label%s%s", "", "");
     if (!c.out[0]) return die_usage("--out: empty directory name%s%s", "", "");
     if (c.resume && c.force)

@@ -257,14 +257,6 @@ static deba_status load_data(run_state *r, deba_err *e)
     deba_status st = tr_dataset_load(kind, dir, 1, c->subset, &r->train, e);
     if (!st) st = tr_dataset_load(kind, dir, 0, c->test_subset, &r->test, e);
     if (st) return st;
-    /* the loader keeps everything when asked for more than there is; a run that silently trained
-     * on fewer images than meta.csv says would not be the run that was asked for */
-    if (c->subset > r->train->n)
-        return deba_err_set(e, DEBA_E_INPUT, "--subset %d: the %s training set in %s has only %d images", c->subset,
-                            c->dataset, dir, r->train->n);
-    if (c->test_subset > r->test->n)
-        return deba_err_set(e, DEBA_E_INPUT, "--test-subset %d: the %s test set in %s has only %d images",
-                            c->test_subset, c->dataset, dir, r->test->n);
     r->image = c->image_size > 0 ? c->image_size : r->train->h;
     r->augment = c->augment >= 0 ? c->augment : (kind == TR_DS_CIFAR10 || kind == TR_DS_CIFAR100);
     return DEBA_OK;

@@ -119,6 +119,15 @@ deba_status tr_dataset_load(tr_dataset_kind kind, const char *dir, int train, in
         tr_dataset_free(d);
         return s;
     }
+    /* A run that silently trained on fewer images than it recorded would not be the run asked
+     * for: more than the split holds is an input error, for every caller (trainer, sweep). */
+    if (subset > d->n) {
+        int n = d->n;
+        tr_dataset_free(d);
+        return deba_err_set(e, DEBA_E_INPUT, "%s %d: the %s %s set in %s has only %d images",
+                            train ? "--subset" : "--test-subset", subset, tr_dataset_name(kind),
+                            train ? "training" : "test", dir, n);
+    }
     if (subset > 0 && subset < d->n) {
         d->n = subset;
         size_t bytes = (size_t)d->n * d->c * d->h * d->w;

@@ -37,7 +37,8 @@ int tr_dataset_image_size(tr_dataset_kind k);   /* 32 for CIFAR, 28 for (Fashion
  * CIFAR-10: data_batch_1..5.bin / test_batch.bin (also accepts a cifar-10-batches-bin/ subdir);
  * CIFAR-100: train.bin / test.bin (or cifar-100-binary/); coarse label byte skipped, fine used;
  * (Fashion-)MNIST: {train,t10k}-{images-idx3,labels-idx1}-ubyte, plain or .gz.
- * subset > 0 keeps the first `subset` samples (of the training split only when train = 1).
+ * subset > 0 keeps the first `subset` samples; more than the split holds is DEBA_E_INPUT naming
+ * --subset (train = 1) or --test-subset and the split's size.
  * Errors are DEBA_E_INPUT naming the file: missing directory or file, wrong magic, truncated
  * file (expected vs actual size), a label out of range, images/labels count mismatch.
  * mean/std are computed over the loaded training images; for the test split they are computed
