@@ -703,6 +703,7 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
                 resuming ? "resuming" : "training", c->arch, c->dataset, (unsigned long long)c->seed, r.be->name,
                 r.be->device_name, (long long)r.g->n_params, r.train->n, r.test->n, r.image, r.image,
                 resuming ? "" : "");
+    if (!c->quiet && r.be->note[0]) fprintf(stderr, "note: %s\n", r.be->note);   /* why auto took the CPU */
     st = run_epochs(&r, res, e);
 done:
     if (st && r.report_failure) record_failure(&r, e);
