@@ -1,36 +1,23 @@
 /* DEBA's gradient and loss signals (SPEC §2), descriptive statistics and threshold calibration
  * (SPEC §4). Plain functions over arrays; nothing here allocates except the percentile copy. */
 #include "deba/stats.h"
+#include "core/moments.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The gradient is cut into a number of blocks that depends only on d, each summed in order by one
- * thread, and the block sums are added in order afterwards: the result is bit-identical whatever
- * the thread count or schedule (SPEC §8 wants identical traces for the same seed), which a plain
- * OpenMP reduction does not promise. */
-#define MOMENT_MAX_BLOCKS 256
-#define MOMENT_MIN_BLOCK  8192
-
+/* Bit-identical whatever the thread count or schedule (SPEC §8 wants identical traces for the same
+ * seed, which a plain OpenMP reduction does not promise): see core/moments.h. */
 void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq)
 {
-    double bs[MOMENT_MAX_BLOCKS], bq[MOMENT_MAX_BLOCKS];
-    int64_t nblk = d > 0 ? (d + MOMENT_MIN_BLOCK - 1) / MOMENT_MIN_BLOCK : 0;
-    if (nblk > MOMENT_MAX_BLOCKS) nblk = MOMENT_MAX_BLOCKS;
-    int64_t len = nblk ? (d + nblk - 1) / nblk : 0;
+    double bs[DEBA_MOMENT_MAX_BLOCKS], bq[DEBA_MOMENT_MAX_BLOCKS];
+    int64_t len, nblk = deba_moment_blocks(d, &len);
 
     #pragma omp parallel for schedule(static) if (nblk > 1)
     for (int64_t b = 0; b < nblk; b++) {
         int64_t lo = b * len, hi = lo + len < d ? lo + len : d;
-        double s = 0.0, q = 0.0;
-        for (int64_t i = lo; i < hi; i++) {
-            double v = g[i];
-            s += v;
-            q += v * v;
-        }
-        bs[b] = s;
-        bq[b] = q;
+        deba_moment_span(g + lo, hi - lo, &bs[b], &bq[b]);
     }
     double s = 0.0, q = 0.0;
     for (int64_t b = 0; b < nblk; b++) {

@@ -5,6 +5,8 @@
 #include "tests/gradcheck.h"
 
 #include <math.h>
+#include <omp.h>
+#include "deba/stats.h"
 #include "trainer/backend/backend.h"
 #include "trainer/graph.h"
 #include "trainer/layers.h"
@@ -573,6 +575,53 @@ static void test_grad_moments(void **state)
     tr_backend_free(be);
 }
 
+/* The fused SGD + moments pass: moments bit-identical to the separate pass (and to libdeba's
+ * deba_grad_moments, whatever the thread count), within 1e-12 of a long-double sum computed here,
+ * and parameters and momentum bit-identical to the plain SGD update. Sizes: one block, a few
+ * blocks with a ragged tail, and the 256-block cap. */
+static void test_sgd_moments_fused(void **state)
+{
+    (void)state;
+    deba_err e = {0};
+    tr_backend *be = tr_backend_cpu_new(&e);
+    assert_non_null(be->sgd_moments);
+    const int64_t sizes[] = { 5, 8191, 3 * 8192 + 7, 3000001 };
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int64_t n = sizes[k];
+        float *g = malloc((size_t)n * sizeof(float)), *p1 = malloc((size_t)n * sizeof(float)),
+              *p2 = malloc((size_t)n * sizeof(float)), *m1 = malloc((size_t)n * sizeof(float)),
+              *m2 = malloc((size_t)n * sizeof(float));
+        uint64_t x = 88172645463325252ull + (uint64_t)k;
+        long double ls = 0, lq = 0;
+        for (int64_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            g[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5) * 1e-2f;
+            p1[i] = p2[i] = (float)i * 1e-7f - 0.1f;
+            m1[i] = m2[i] = 0.01f;
+            ls += g[i];
+            lq += (long double)g[i] * g[i];
+        }
+        double s_sep, q_sep, s_fused, q_fused, s_lib1, q_lib1, s_lib2, q_lib2;
+        be->grad_moments(be, g, n, &s_sep, &q_sep);
+        be->sgd(be, p1, g, m1, n, 0.01f, 0.9f, 5e-4f);
+        be->sgd_moments(be, p2, g, m2, n, 0.01f, 0.9f, 5e-4f, &s_fused, &q_fused);
+        assert_true(s_fused == s_sep && q_fused == q_sep);
+        assert_memory_equal(p1, p2, (size_t)n * sizeof(float));
+        assert_memory_equal(m1, m2, (size_t)n * sizeof(float));
+        int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        deba_grad_moments(g, n, &s_lib1, &q_lib1);
+        omp_set_num_threads(threads > 1 ? threads : 3);
+        deba_grad_moments(g, n, &s_lib2, &q_lib2);
+        omp_set_num_threads(threads);
+        assert_true(s_lib1 == s_sep && q_lib1 == q_sep && s_lib2 == s_sep && q_lib2 == q_sep);
+        assert_true(fabsl((long double)s_sep - ls) <= 1e-12L * (fabsl(ls) + lq));
+        assert_true(fabsl((long double)q_sep - lq) <= 1e-12L * lq);
+        free(g), free(p1), free(p2), free(m1), free(m2);
+    }
+    tr_backend_free(be);
+}
+
 /* ---- builders ---- */
 
 static void test_builders(void **state)
@@ -666,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_xent_by_hand),
         cmocka_unit_test(test_sgd_by_hand),
         cmocka_unit_test(test_grad_moments),
+        cmocka_unit_test(test_sgd_moments_fused),
         cmocka_unit_test(test_builders),
         cmocka_unit_test(test_backend_select),
     };

@@ -160,6 +160,10 @@ struct tr_backend {
                 float momentum, float wd);
     /* Σg and Σg² in double over count floats (SPEC §2), returned to the host. */
     void (*grad_moments)(tr_backend *be, const float *g, int64_t count, double *sum, double *sumsq);
+    /* Optional (NULL: grad_moments, then sgd): both in one pass that reads the gradient once, the
+     * moments taken before the update and bit-identical to grad_moments'. */
+    void (*sgd_moments)(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
+                        float momentum, float wd, double *sum, double *sumsq);
     /* Kernel timing, recorded by the backend itself (SPEC §7 compute_time_s, §8 kernels.csv):
      * all NULL when it cannot time its work; the tr_backend_timing_* dispatchers in
      * backend/backend.h check. start: DEBA_E_RUNTIME when already on or the timer refuses

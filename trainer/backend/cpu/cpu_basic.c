@@ -1,5 +1,7 @@
 /* Element-wise activations, linear layers, residual addition, the loss, SGD and the gradient
  * moments on the CPU. The arithmetic of activations and SGD comes from layers/elementwise.h. */
+#include "core/moments.h"
+#include "deba/stats.h"
 #include "trainer/backend/cpu/cpu_kernels.h"
 
 #include <math.h>
@@ -141,6 +143,7 @@ void tr_cpu_xent(tr_backend *be, const float *logits, const int *labels, int n, 
     *correct = hits;
 }
 
+__attribute__((target_clones("avx2", "default")))   /* as the fused pass below: a like-for-like baseline */
 void tr_cpu_sgd(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
                 float momentum, float wd)
 {
@@ -152,13 +155,36 @@ void tr_cpu_sgd(tr_backend *be, float *p, const float *g, float *m, int64_t coun
 void tr_cpu_grad_moments(tr_backend *be, const float *g, int64_t count, double *sum, double *sumsq)
 {
     (void)be;
-    double s = 0, ss = 0;
-#pragma omp parallel for simd schedule(static) reduction(+ : s, ss)
-    for (int64_t i = 0; i < count; i++) {
-        double v = g[i];
-        s += v;
-        ss += v * v;
+    deba_grad_moments(g, count, sum, sumsq);
+}
+
+/* Each block's moments (core/moments.h: the partition, lanes and order deba_grad_moments uses)
+ * taken eight values at a time, with those eight values' update right behind them: the gradient
+ * is read once per step instead of twice, and the moments keep their bits. */
+__attribute__((target_clones("avx2", "default")))   /* same bits either way: no FMA contraction in C11 */
+void tr_cpu_sgd_moments(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
+                        float momentum, float wd, double *sum, double *sumsq)
+{
+    (void)be;
+    double bs[DEBA_MOMENT_MAX_BLOCKS], bq[DEBA_MOMENT_MAX_BLOCKS];
+    int64_t len, nblk = deba_moment_blocks(count, &len);
+#pragma omp parallel for schedule(static) if (nblk > 1)
+    for (int64_t b = 0; b < nblk; b++) {
+        int64_t lo = b * len, hi = lo + len < count ? lo + len : count, i = lo;
+        double s[DEBA_MOMENT_LANES] = {0}, q[DEBA_MOMENT_LANES] = {0};
+        for (; i + DEBA_MOMENT_LANES <= hi; i += DEBA_MOMENT_LANES) {
+            deba_moment_lanes(s, q, g + i);
+#pragma omp simd
+            for (int k = 0; k < DEBA_MOMENT_LANES; k++) tr_sgd_update(&p[i + k], g[i + k], &m[i + k], lr, momentum, wd);
+        }
+        deba_moment_finish(s, q, g + i, hi - i, &bs[b], &bq[b]);
+        for (; i < hi; i++) tr_sgd_update(&p[i], g[i], &m[i], lr, momentum, wd);
+    }
+    double s = 0.0, q = 0.0;
+    for (int64_t b = 0; b < nblk; b++) {
+        s += bs[b];
+        q += bq[b];
     }
     *sum = s;
-    *sumsq = ss;
+    *sumsq = q;
 }

@@ -45,6 +45,7 @@ void tr_cpu_register_core(tr_backend *be)
     be->xent = tr_cpu_xent;
     be->sgd = tr_cpu_sgd;
     be->grad_moments = tr_cpu_grad_moments;
+    be->sgd_moments = tr_cpu_sgd_moments;
 #define OP(op, fam) be->forward[op] = tr_cpu_##fam##_forward, be->backward[op] = tr_cpu_##fam##_backward
     OP(TR_OP_CONV2D, conv2d);
     OP(TR_OP_BATCHNORM, batchnorm);

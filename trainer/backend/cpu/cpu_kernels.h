@@ -30,6 +30,8 @@ void tr_cpu_xent(tr_backend *be, const float *logits, const int *labels, int n, 
 void tr_cpu_sgd(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
                 float momentum, float wd);
 void tr_cpu_grad_moments(tr_backend *be, const float *g, int64_t count, double *sum, double *sumsq);
+void tr_cpu_sgd_moments(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
+                        float momentum, float wd, double *sum, double *sumsq);
 
 /* trainer/backend/cpu/cpu_gemm.c: row-major C = alpha op(A) op(B) + beta C, threaded by
  * splitting C across the OpenMP team (OpenBLAS itself is set to one thread by the backend).

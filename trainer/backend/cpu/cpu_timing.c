@@ -16,6 +16,8 @@ typedef struct {
     void (*xent)(tr_backend *, const float *, const int *, int, int, float *, double *, int64_t *);
     void (*sgd)(tr_backend *, float *, const float *, float *, int64_t, float, float, float);
     void (*moments)(tr_backend *, const float *, int64_t, double *, double *);
+    void (*sgd_moments)(tr_backend *, float *, const float *, float *, int64_t, float, float, float, double *,
+                        double *);
     char names[TR_OP_COUNT][2][48];
 } cpu_timing;
 
@@ -68,6 +70,15 @@ static void time_moments(tr_backend *be, const float *g, int64_t count, double *
     tr_ktime_add(t->kt, "grad_moments", now_s() - t0);
 }
 
+static void time_sgd_moments(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
+                             float momentum, float wd, double *sum, double *sumsq)
+{
+    cpu_timing *t = be->ctx;
+    double t0 = now_s();
+    t->sgd_moments(be, p, g, m, count, lr, momentum, wd, sum, sumsq);
+    tr_ktime_add(t->kt, "sgd+grad_moments", now_s() - t0);
+}
+
 static deba_status cpu_timing_start(tr_backend *be, deba_err *e)
 {
     if (be->ctx) return deba_err_set(e, DEBA_E_RUNTIME, "kernel timing: already on for this %s backend", be->name);
@@ -88,9 +99,11 @@ static deba_status cpu_timing_start(tr_backend *be, deba_err *e)
     t->xent = be->xent;
     t->sgd = be->sgd;
     t->moments = be->grad_moments;
+    t->sgd_moments = be->sgd_moments;
     if (be->xent) be->xent = time_xent;
     if (be->sgd) be->sgd = time_sgd;
     if (be->grad_moments) be->grad_moments = time_moments;
+    if (be->sgd_moments) be->sgd_moments = time_sgd_moments;
     be->ctx = t;
     return DEBA_OK;
 }
@@ -127,6 +140,7 @@ static void cpu_timing_stop(tr_backend *be)
     be->xent = t->xent;
     be->sgd = t->sgd;
     be->grad_moments = t->moments;
+    be->sgd_moments = t->sgd_moments;
     tr_ktime_free(t->kt);
     free(t);
     be->ctx = NULL;
