@@ -193,8 +193,11 @@ install: all
 # error stops the program with a stack trace, so it counts as a failed test program.
 SAN_BUILD ?= build-sanitize
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# DEBA_SANITIZE tells a test that links or loads the library from a host we do not build (plain
+# cc, python3) to add these flags, or to preload $$(cc -print-file-name=libasan.so) and set
+# detect_leaks=0 for that host, or to skip what sanitizers cannot do (a fully static link).
 SAN_ENV   := ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:print_summary=1 \
-             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 DEBA_SANITIZE='$(SAN_FLAGS)'
 sanitize: deps
 	@start=$$(date +%s); \
 	$(SAN_ENV) CFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" \

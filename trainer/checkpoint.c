@@ -61,7 +61,7 @@ static int put_info(FILE *f, const tr_ckpt_info *in)
 
 static int get_info(FILE *f, tr_ckpt_info *in)
 {
-    int32_t epoch, pad;
+    int32_t epoch = 0, pad = 0;   /* a short read leaves them unset, and bad says so */
     int bad = get(f, in->arch, 64) || get(f, in->dataset, 64) || get(f, &in->seed, 8) || get(f, &epoch, 4) ||
               get(f, &pad, 4) || get(f, &in->data_rng, sizeof in->data_rng) ||
               get(f, &in->aug_rng, sizeof in->aug_rng) || get(f, &in->train_time_s, 8) ||

@@ -7,6 +7,14 @@
 #include <math.h>
 #include "trainer/layers/elementwise.h"
 
+/* The update passes are also compiled for AVX2 and picked at load (GCC's function multiversioning);
+ * clang builds (fuzzing) use the baseline, which clang 14 does not resolve for C objects here. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define DEBA_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DEBA_AVX2_CLONES
+#endif
+
 /* One loop per kind, so the switch inside tr_act_* folds away and the loop can vectorise. */
 #define ACT_LOOP(KIND, BODY)                                         \
     case KIND: {                                                     \
@@ -143,7 +151,7 @@ void tr_cpu_xent(tr_backend *be, const float *logits, const int *labels, int n, 
     *correct = hits;
 }
 
-__attribute__((target_clones("avx2", "default")))   /* as the fused pass below: a like-for-like baseline */
+DEBA_AVX2_CLONES   /* as the fused pass below: a like-for-like baseline */
 void tr_cpu_sgd(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
                 float momentum, float wd)
 {
@@ -161,7 +169,7 @@ void tr_cpu_grad_moments(tr_backend *be, const float *g, int64_t count, double *
 /* Each block's moments (core/moments.h: the partition, lanes and order deba_grad_moments uses)
  * taken eight values at a time, with those eight values' update right behind them: the gradient
  * is read once per step instead of twice, and the moments keep their bits. */
-__attribute__((target_clones("avx2", "default")))   /* same bits either way: no FMA contraction in C11 */
+DEBA_AVX2_CLONES   /* same bits either way: no FMA contraction in C11 */
 void tr_cpu_sgd_moments(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
                         float momentum, float wd, double *sum, double *sumsq)
 {
