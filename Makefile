@@ -17,6 +17,8 @@ DEPS_PKGS := libcsv-dev libcmocka-dev libopenblas-dev zlib1g-dev gnuplot-nox dat
 DEPS_PKGS += clang libclang-rt-14-dev libomp-14-dev
 # the Python package and its PyTorch example (python/, examples/pytorch/): Debian's own Python
 DEPS_PKGS += python3-torch python3-torchvision python3-pip python3-setuptools
+# tests/test_slurm.c: a one-node Slurm cluster (Debian 12: Slurm 22.05) with its own munged
+DEPS_PKGS += slurmctld slurmd slurm-client munge
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # CUDA: built when nvcc is found, unless CUDA=0.

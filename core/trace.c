@@ -17,14 +17,19 @@
 
 /* ---- column tables ---- */
 
-typedef enum { COL_INT, COL_DOUBLE, COL_STR, COL_DECISION, COL_ARCHETYPE } col_type;
+typedef enum { COL_INT, COL_DOUBLE, COL_STR, COL_DECISION, COL_ARCHETYPE, COL_TEXT } col_type;
 
 typedef struct {
     const char *name;
     col_type type;
     size_t off;      /* COL_INT: int, COL_DOUBLE: double, COL_STR: char[DEBA_NAME_MAX],
-                        COL_DECISION: deba_decision, COL_ARCHETYPE: deba_archetype */
+                        COL_DECISION: deba_decision, COL_ARCHETYPE: deba_archetype,
+                        COL_TEXT: char[DEBA_TEXT_MAX] (may be empty) */
     double lo, hi;   /* COL_INT, COL_DOUBLE: the values that can mean something, inclusive */
+    /* A column added after a file kind first shipped: files written before it lack the column
+     * and still read, with def in every row (COL_TEXT: ""). Writers always write it. */
+    int optional;
+    double def;
 } col_desc;
 
 typedef struct {
@@ -39,11 +44,13 @@ typedef struct {
     const char *key_names;
 } file_kind;
 
-#define C(T, type, field) { #field, type, offsetof(T, field), -HUGE_VAL, HUGE_VAL }
+#define C(T, type, field) { #field, type, offsetof(T, field), -HUGE_VAL, HUGE_VAL, 0, 0 }
 /* A number with a range: every value a reader accepts is one a writer of ours could have
  * produced, so a hand-edited or hostile file cannot feed a negative batch or a 300% accuracy
  * to the analysis. */
-#define R(T, type, field, ...) { #field, type, offsetof(T, field), __VA_ARGS__ }   /* lo, hi */
+#define R(T, type, field, ...) { #field, type, offsetof(T, field), __VA_ARGS__, 0, 0 }   /* lo, hi */
+/* An optional column (see col_desc) named name, stored at T.member, range lo..hi, default def. */
+#define OPT(T, type, name, member, lo, hi, def) { name, type, offsetof(T, member), lo, hi, 1, def }
 #define POS (-0.0)             /* lower bound "≥ 0" */
 #define GT0 DBL_MIN            /* lower bound "> 0" (theta divides: rho = max(theta, 1/theta)) */
 #define INF HUGE_VAL
@@ -78,6 +85,24 @@ static const col_desc summary_cols[] = {
     C(deba_summary_row, COL_STR, arch),      C(deba_summary_row, COL_STR, dataset),
     R(deba_summary_row, COL_INT, seeds, 1, INT_MAX), R(deba_summary_row, COL_DOUBLE, S_mean, 0.0, 1.0),
     R(deba_summary_row, COL_DOUBLE, S_std, POS, INF), C(deba_summary_row, COL_ARCHETYPE, archetype),
+    /* the verdict (profiler/profile.h), optional: a file without it reads with bootstrap = 0 */
+    OPT(deba_summary_row, COL_INT, "epochs", epochs, 0, INT_MAX, 0),
+    OPT(deba_summary_row, COL_INT, "bootstrap", bootstrap, 0, INT_MAX, 0),
+    OPT(deba_summary_row, COL_INT, "bootstrap_seed", bootstrap_seed, 0, INT_MAX, 0),
+    OPT(deba_summary_row, COL_DOUBLE, "archetype_share_naturally_unstable",
+        share[DEBA_ARCHETYPE_NATURALLY_UNSTABLE], 0.0, 1.0, 0),
+    OPT(deba_summary_row, COL_DOUBLE, "archetype_share_dynamically_stable",
+        share[DEBA_ARCHETYPE_DYNAMICALLY_STABLE], 0.0, 1.0, 0),
+    OPT(deba_summary_row, COL_DOUBLE, "archetype_share_overly_stable", share[DEBA_ARCHETYPE_OVERLY_STABLE], 0.0, 1.0, 0),
+    OPT(deba_summary_row, COL_DOUBLE, "archetype_share_moderately_stable",
+        share[DEBA_ARCHETYPE_MODERATELY_STABLE], 0.0, 1.0, 0),
+    OPT(deba_summary_row, COL_INT, "enough_epochs", enough_epochs, 0, 1, 0),
+    OPT(deba_summary_row, COL_INT, "enough_seeds", enough_seeds, 0, 1, 0),
+    OPT(deba_summary_row, COL_DOUBLE, "tau", tau, POS, INF, 0),
+    OPT(deba_summary_row, COL_DOUBLE, "theta", theta, POS, INF, 0),
+    OPT(deba_summary_row, COL_DOUBLE, "lambda", lambda, POS, INF, 0),
+    OPT(deba_summary_row, COL_INT, "throughput_gain", throughput_gain, -1, 1, -1),
+    OPT(deba_summary_row, COL_TEXT, "recommendation", recommendation, 0, 0, 0),
 };
 static const col_desc thresholds_cols[] = {
     C(deba_thresholds_row, COL_STR, arch),       C(deba_thresholds_row, COL_STR, dataset),
@@ -90,6 +115,10 @@ static const col_desc sweep_cols[] = {
     R(deba_sweep_row, COL_INT, batch_size, 1, INT_MAX), R(deba_sweep_row, COL_INT, steps, 0, INT_MAX),
     R(deba_sweep_row, COL_DOUBLE, samples_per_s, POS, INF), R(deba_sweep_row, COL_DOUBLE, epoch_time_s, POS, INF),
     R(deba_sweep_row, COL_DOUBLE, grad_var, POS, INF), R(deba_sweep_row, COL_DOUBLE, compute_util, POS, INF),
+    /* repeated measurements (SPEC §7), optional: a file without them reads as one measurement */
+    OPT(deba_sweep_row, COL_INT, "repeats", repeats, 0, INT_MAX, 1),
+    OPT(deba_sweep_row, COL_DOUBLE, "samples_per_s_min", samples_per_s_min, POS, INF, 0),
+    OPT(deba_sweep_row, COL_DOUBLE, "samples_per_s_max", samples_per_s_max, POS, INF, 0),
 };
 
 /* A trace is one row per epoch from 1, in order: a repeated, missing or shuffled epoch means
@@ -169,6 +198,10 @@ static deba_status cell_read(const deba_table *t, size_t r, size_t c, const col_
         if (!*s || strlen(s) >= DEBA_NAME_MAX) break;
         memcpy(dst, s, strlen(s) + 1);
         return DEBA_OK;
+    case COL_TEXT:
+        if (strlen(s) >= DEBA_TEXT_MAX) break;
+        memcpy(dst, s, strlen(s) + 1);
+        return DEBA_OK;
     case COL_DECISION: {
         int v = deba_decision_parse(s);
         if (v < 0) break;
@@ -185,7 +218,7 @@ static deba_status cell_read(const deba_table *t, size_t r, size_t c, const col_
     static const char *const what[] = {
         [COL_INT] = "integer out of range", [COL_DOUBLE] = "bad number",
         [COL_STR] = "empty or longer than 63 characters", [COL_DECISION] = "unknown decision",
-        [COL_ARCHETYPE] = "unknown archetype",
+        [COL_ARCHETYPE] = "unknown archetype", [COL_TEXT] = "text longer than 2047 characters",
     };
     return deba_err_set(e, DEBA_E_INPUT, "%s:%zu: column '%s' (%zu): %s: '%s'", deba_table_path(t),
                         deba_table_line(t, r), d->name, c + 1, what[d->type], s);
@@ -200,8 +233,15 @@ static deba_status rows_read(const char *path, const file_kind *k, void **rows, 
     deba_status st = deba_table_read(path, &t, e);
     if (st != DEBA_OK) return st;
     size_t idx[32];
-    for (size_t j = 0; j < k->ncols && st == DEBA_OK; j++)
-        st = deba_table_col(t, k->cols[j].name, &idx[j], e);
+    const size_t ABSENT = (size_t)-1;
+    for (size_t j = 0; j < k->ncols && st == DEBA_OK; j++) {
+        idx[j] = ABSENT;
+        if (k->cols[j].optional) {
+            for (size_t c = 0; c < deba_table_ncols(t); c++)
+                if (!strcmp(deba_table_header(t, c), k->cols[j].name)) idx[j] = c;
+        } else
+            st = deba_table_col(t, k->cols[j].name, &idx[j], e);
+    }
     size_t nr = deba_table_nrows(t);
     char *out = NULL;
     if (st == DEBA_OK) {
@@ -209,8 +249,16 @@ static deba_status rows_read(const char *path, const file_kind *k, void **rows, 
         if (!out) st = deba_err_set(e, DEBA_E_NOMEM, "%s: out of memory", path);
     }
     for (size_t r = 0; r < nr && st == DEBA_OK; r++) {
-        for (size_t j = 0; j < k->ncols && st == DEBA_OK; j++)
-            st = cell_read(t, r, idx[j], &k->cols[j], out + r * k->row_size, e);
+        for (size_t j = 0; j < k->ncols && st == DEBA_OK; j++) {
+            if (idx[j] != ABSENT) {
+                st = cell_read(t, r, idx[j], &k->cols[j], out + r * k->row_size, e);
+                continue;
+            }
+            void *dst = out + r * k->row_size + k->cols[j].off;   /* an older file: the default */
+            if (k->cols[j].type == COL_INT) *(int *)dst = (int)k->cols[j].def;
+            else if (k->cols[j].type == COL_DOUBLE) *(double *)dst = k->cols[j].def;
+            /* COL_TEXT: calloc left "" */
+        }
         char why[256];
         if (st == DEBA_OK && k->row_ok && !k->row_ok(out + r * k->row_size, r, why, sizeof why))
             st = deba_err_set(e, DEBA_E_INPUT, "%s:%zu: %s", path, deba_table_line(t, r), why);
@@ -276,6 +324,14 @@ static deba_status row_write(FILE *f, const char *path, size_t r, const file_kin
             if (len == 0 || len == DEBA_NAME_MAX)
                 return deba_err_set(e, DEBA_E_INPUT, "%s: row %zu, column '%s': empty or too long name",
                                     path, r + 1, d->name);
+            deba_csv_field(f, s);
+            break;
+        }
+        case COL_TEXT: {
+            const char *s = src;
+            if (strnlen(s, DEBA_TEXT_MAX) == DEBA_TEXT_MAX)
+                return deba_err_set(e, DEBA_E_INPUT, "%s: row %zu, column '%s': text longer than %d characters",
+                                    path, r + 1, d->name, DEBA_TEXT_MAX - 1);
             deba_csv_field(f, s);
             break;
         }

@@ -1,14 +1,18 @@
 /* Study plans (docs/studies.md): an ini file naming archs, datasets, seeds and conditions, parsed
- * with file:line errors, then either run in order through the library or emitted as one
- * deba-train command line per run for GNU parallel or a Slurm array job. */
-#include "profiler/profile.h"
+ * with file:line errors, then run in order through the library, emitted as one deba-train
+ * command line per run with Slurm scripts per phase, submitted to Slurm, or watched. */
+#include "profiler/plan.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "deba/deba.h"
 #include "deba/escape.h"
@@ -82,6 +86,13 @@ struct deba_plan {
     int n_conds;
     int order[MAX_CONDS];    /* the conditions run, in order (`conditions =`, else file order) */
     int n_order;
+    int checkpoint_every;    /* deba-train --checkpoint-every; 0 = not given */
+    /* [slurm]: resources of the job scripts; empty = the default (slurm_defaults) */
+    struct {
+        char time[32], mem[32], gres[128], partition[128], account[128];
+        int cpus;
+        int line;
+    } slurm;
 };
 
 /* ---- parsing ---- */
@@ -226,6 +237,7 @@ static deba_status study_key(parser *ps, char *key, char *val, int *conds_line, 
     struct { const char *key; int *dst; long lo, hi; } ints[] = {
         { "epochs", &p->epochs, 1, 100000 },         { "subset", &p->subset, 1, 100000000 },
         { "test-subset", &p->test_subset, 1, 100000000 }, { "image-size", &p->image_size, 1, 4096 },
+        { "checkpoint-every", &p->checkpoint_every, 0, 2147483647 },
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         if (strcmp(key, ints[i].key)) continue;
@@ -293,6 +305,51 @@ static deba_status condition_key(parser *ps, plan_cond *c, char *key, char *val)
     return perr(ps, ps->line, "unknown option '%s' in [condition %s] (known: method, batch, bmin, bmax, thresholds, tau, "
                 "theta, lambda, window, cooldown, growth, rollback, lr, momentum, weight-decay, lr-scaling, archs, datasets)",
                 key, c->name);
+}
+
+/* [slurm] values go into #SBATCH lines, which sbatch splits at blanks without a shell's quoting,
+ * so each is held to the characters Slurm itself accepts there. */
+static int slurm_word_ok(const char *v, const char *extra)
+{
+    if (!*v) return 0;
+    for (const char *c = v; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr(extra, *c)))
+            return 0;
+    return 1;
+}
+
+static deba_status slurm_key(parser *ps, const char *key, const char *val)
+{
+    deba_plan *p = ps->p;
+    long v;
+    struct { const char *key, *extra, *what; char *dst; size_t cap; } words[] = {
+        { "time", ":-", "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS", p->slurm.time, sizeof p->slurm.time },
+        { "mem", "", "a size such as 4000, 500M or 16G", p->slurm.mem, sizeof p->slurm.mem },
+        { "gres", ":,._-", "such as gpu:1 or gpu:a100:2, or none", p->slurm.gres, sizeof p->slurm.gres },
+        { "partition", ",._-", "a partition name or a comma-separated list", p->slurm.partition, sizeof p->slurm.partition },
+        { "account", "._-", "an account name", p->slurm.account, sizeof p->slurm.account },
+    };
+    if (!strcmp(key, "cpus-per-task")) {
+        if (parse_long(val, 1, 4096, &v))
+            return perr(ps, ps->line, "cpus-per-task: expected an integer in [1, 4096], got '%s'", val);
+        p->slurm.cpus = (int)v;
+        return DEBA_OK;
+    }
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+        if (strcmp(key, words[i].key)) continue;
+        int ok = strlen(val) < words[i].cap && slurm_word_ok(val, words[i].extra);
+        if (ok && !strcmp(key, "mem")) {   /* digits, then at most one unit letter */
+            size_t n = strspn(val, "0123456789");
+            ok = n > 0 && (!val[n] || (strchr("KMGTkmgt", val[n]) && !val[n + 1]));
+        }
+        if (ok && !strcmp(key, "time"))
+            ok = strspn(val, "0123456789:-") == strlen(val) || !strcmp(val, "UNLIMITED") || !strcmp(val, "INFINITE");
+        if (!ok) return perr(ps, ps->line, "[slurm] %s: expected %s, got '%s'", key, words[i].what, val);
+        snprintf(words[i].dst, words[i].cap, "%s", val);
+        return DEBA_OK;
+    }
+    return perr(ps, ps->line, "unknown key '%s' in [slurm] (known: time, cpus-per-task, mem, gres, partition, account)",
+                key);
 }
 
 static int find_cond(const deba_plan *p, const char *name)
@@ -446,7 +503,7 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
     char *buf = NULL;
     size_t bufcap = 0;
     ssize_t len;
-    int section = 0;   /* 0 none, 1 study, 2 condition */
+    int section = 0;   /* 0 none, 1 study, 2 condition, 3 slurm */
     int conds_line = 0;
     seen_keys seen = { .n = 0 };
     deba_status st = DEBA_OK;
@@ -491,6 +548,10 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
                 if (p->study_line) st = perr(&ps, ps.line, "duplicate section [study] (first at line %d)", p->study_line);
                 p->study_line = ps.line;
                 section = 1;
+            } else if (!strcmp(name, "slurm")) {
+                if (p->slurm.line) st = perr(&ps, ps.line, "duplicate section [slurm] (first at line %d)", p->slurm.line);
+                p->slurm.line = ps.line;
+                section = 3;
             } else if (!strncmp(name, "condition", 9) && (name[9] == ' ' || name[9] == '\t')) {
                 char *label = trim(name + 10);
                 int prev = find_cond(p, label);
@@ -508,7 +569,7 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
                     section = 2;
                 }
             } else
-                st = perr(&ps, ps.line, "unknown section '[%s]' (expected [study] or [condition NAME])", name);
+                st = perr(&ps, ps.line, "unknown section '[%s]' (expected [study], [condition NAME] or [slurm])", name);
             continue;
         }
         char *eq = strchr(s, '=');
@@ -537,6 +598,7 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
             seen.line[seen.n++] = ps.line;
         }
         if (section == 1) st = study_key(&ps, key, val, &conds_line, conds_val);
+        else if (section == 3) st = slurm_key(&ps, key, val);
         else st = condition_key(&ps, &p->conds[p->n_conds - 1], key, val);
     }
     if (!st && ferror(f)) st = deba_err_set(e, DEBA_E_INPUT, "%s: read error: %s", path, strerror(errno));
@@ -606,6 +668,7 @@ static void run_config(const deba_plan *p, const plan_cond *c, const char *arch,
     tc->subset = p->subset;
     tc->test_subset = p->test_subset;
     tc->image_size = image_size(p, arch);
+    tc->checkpoint_every = p->checkpoint_every;
     cond_sched(p, c, &tc->sched);
     const pval *v;
     if ((v = opt_of(p, c, CO_LR))) tc->lr = v->d;
@@ -721,6 +784,7 @@ static deba_status emit_run(sbuf *b, const deba_plan *p, const plan_cond *c, con
         } else
             sb_opt(b, COND_OPTS[o].key, v->raw);
     }
+    if (p->checkpoint_every) sb_add(b, " --checkpoint-every %d", p->checkpoint_every);
     sb_opt(b, "label", c->name);
     sb_opt(b, "out", p->out);
     sb_add(b, " --resume\n");
@@ -771,20 +835,158 @@ static int exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
-deba_status deba_plan_emit(const deba_plan *p, const char *jobs_path, int force, FILE *log, deba_err *e)
+/* ---- the runs in job-line order ---- */
+
+typedef struct {
+    const plan_cond *c;
+    const char *arch, *dataset;
+    int seed;
+} plan_run;
+
+/* Line i + 1 of jobs.txt is (*runs)[i]: the runs that need nothing else first (arch, dataset,
+ * condition, seed), then those of calibrated conditions; *n1 of the first kind. free() *runs. */
+static deba_status plan_runs(const deba_plan *p, plan_run **runs, size_t *n, size_t *n1, deba_err *e)
 {
-    char dir[4096], sbatch[4200], profiles[4200];
-    int len = snprintf(dir, sizeof dir, "%s", jobs_path);
-    if (len < 0 || (size_t)len >= sizeof dir)
-        return deba_err_set(e, DEBA_E_INPUT, "--emit-jobs: path longer than %zu bytes", sizeof dir - 1);
+    size_t cap = deba_plan_count(p), k = 0;
+    plan_run *r = malloc((cap ? cap : 1) * sizeof *r);
+    if (!r) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    *n1 = 0;
+    for (int phase = 0; phase < 2; phase++) {
+        for (int a = 0; a < p->n_archs; a++)
+            for (int d = 0; d < p->n_datasets; d++)
+                for (int o = 0; o < p->n_order; o++) {
+                    const plan_cond *c = &p->conds[p->order[o]];
+                    if (c->calibrate != phase || !cond_applies(p, c, p->archs[a], p->datasets[d])) continue;
+                    for (int s = 0; s < p->n_seeds; s++)
+                        r[k++] = (plan_run){ c, p->archs[a], p->datasets[d], p->seeds[s] };
+                }
+        if (!phase) *n1 = k;
+    }
+    *runs = r;
+    *n = k;
+    return DEBA_OK;
+}
+
+/* out < 2048 bytes (checked when parsed), names < DEBA_NAME_MAX: RUN_DIR_MAX always holds it */
+#define RUN_DIR_MAX (VAL_MAX + 4 * DEBA_NAME_MAX + 32)
+static void run_dir(const deba_plan *p, const plan_run *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/%s/%s/%s/seed%d", p->out, r->arch, r->dataset, r->c->name, r->seed);
+}
+
+/* ---- job scripts ---- */
+
+/* Where the files of --emit-jobs go, all derived from the jobs path. */
+typedef struct {
+    char base[4096];        /* the absolute directory the plan's relative paths are taken from */
+    char dir[4096];         /* jobs.txt's directory as given: "" or ending in '/' */
+    char sbatch[4200], calibrate[4200], report[4200], profiles[4200], logs[4200];
+    char abs_logs[8400];    /* for #SBATCH --output, which sbatch resolves from where it runs */
+    size_t n, n1;
+    int need_cal;
+} emit_paths;
+
+static deba_status emit_paths_of(const char *jobs_path, emit_paths *ep, deba_err *e)
+{
+    int len = snprintf(ep->dir, sizeof ep->dir, "%s", jobs_path);
+    if (len < 0 || (size_t)len >= sizeof ep->dir)
+        return deba_err_set(e, DEBA_E_INPUT, "--emit-jobs: path longer than %zu bytes", sizeof ep->dir - 1);
     /* the paths are written into the scripts as shell words: one line each */
     if (deba_esc_shell(NULL, 0, jobs_path) < 0)
         return deba_err_set(e, DEBA_E_INPUT, "--emit-jobs: the path holds a control character");
-    char *slash = strrchr(dir, '/');
+    char *slash = strrchr(ep->dir, '/');
     if (slash) slash[1] = '\0';
-    else dir[0] = '\0';
-    snprintf(sbatch, sizeof sbatch, "%sstudy.sbatch", dir);     /* dir < 4096: fits */
-    snprintf(profiles, sizeof profiles, "%sprofiles.sh", dir);
+    else ep->dir[0] = '\0';
+    if (!getcwd(ep->base, sizeof ep->base))
+        return deba_err_set(e, DEBA_E_IO, "cannot read the current directory: %s", strerror(errno));
+    snprintf(ep->sbatch, sizeof ep->sbatch, "%sstudy.sbatch", ep->dir);   /* dir < 4096: fits */
+    snprintf(ep->calibrate, sizeof ep->calibrate, "%scalibrate.sbatch", ep->dir);
+    snprintf(ep->report, sizeof ep->report, "%sreport.sbatch", ep->dir);
+    snprintf(ep->profiles, sizeof ep->profiles, "%sprofiles.sh", ep->dir);
+    snprintf(ep->logs, sizeof ep->logs, "%slogs", ep->dir);
+    if (ep->dir[0] == '/') snprintf(ep->abs_logs, sizeof ep->abs_logs, "%slogs", ep->dir);
+    else snprintf(ep->abs_logs, sizeof ep->abs_logs, "%s/%slogs", strcmp(ep->base, "/") ? ep->base : "", ep->dir);
+    return DEBA_OK;
+}
+
+/* A path sbatch can take in an #SBATCH line unquoted and as a file name pattern unchanged. */
+static int sbatch_plain(const char *s)
+{
+    return slurm_word_ok(s, "/._+,-");
+}
+
+/* The #SBATCH lines every phase shares: the plan's [slurm] resources or the defaults (12 hours,
+ * 4 CPUs, 16G, one GPU when device = cuda). A phase that trains gets the GPU and the CPUs. */
+static void sb_resources(sbuf *b, const deba_plan *p, int trains)
+{
+    const char *gres = p->slurm.gres[0] ? p->slurm.gres : !strcmp(p->device, "cuda") ? "gpu:1" : "none";
+    sb_add(b, "#SBATCH --time=%s\n", p->slurm.time[0] ? p->slurm.time : "12:00:00");
+    sb_add(b, "#SBATCH --cpus-per-task=%d\n", trains ? (p->slurm.cpus ? p->slurm.cpus : 4) : 1);
+    sb_add(b, "#SBATCH --mem=%s\n", p->slurm.mem[0] ? p->slurm.mem : "16G");
+    if (trains && strcmp(gres, "none")) sb_add(b, "#SBATCH --gres=%s\n", gres);
+    if (p->slurm.partition[0]) sb_add(b, "#SBATCH --partition=%s\n", p->slurm.partition);
+    if (p->slurm.account[0]) sb_add(b, "#SBATCH --account=%s\n", p->slurm.account);
+}
+
+/* The start of every phase script: the #SBATCH lines (sbatch reads them up to the first
+ * command), then the directory the plan's relative paths are taken from, wherever sbatch ran. */
+static void sb_script_head(sbuf *b, const deba_plan *p, const emit_paths *ep, const char *name, const char *log_pattern,
+                           int trains)
+{
+    sb_add(b, "#!/bin/bash\n# Generated by deba-profile from ");
+    sb_comment(b, p->path);
+    sb_add(b, " (docs/studies.md, \"Slurm\").\n#SBATCH --job-name=deba-%s\n", name);
+    /* the log's directory as written; --submit gives it on the command line whatever it holds */
+    if (sbatch_plain(ep->abs_logs)) sb_add(b, "#SBATCH --output=%s/%s\n", ep->abs_logs, log_pattern);
+    /* a requeued task's log keeps what the first attempt wrote */
+    sb_add(b, "#SBATCH --open-mode=append\n#SBATCH --requeue\n");
+    if (trains == 2) sb_add(b, "#SBATCH --signal=B:TERM@120\n");
+    sb_resources(b, p, trains);
+}
+
+static void sb_script_cd(sbuf *b, const emit_paths *ep)
+{
+    sb_add(b, "set -uo pipefail\ncd ");
+    sb_word(b, ep->base);
+    sb_add(b, " || exit 2\n");
+}
+
+/* A check that the runs [from, to) of the study completed (meta.csv status), each named with
+ * its job line and log when not: the phase after them fails loudly instead of working from
+ * missing runs. Dependencies are afterany, so a failed run never leaves a later phase waiting. */
+static void sb_check(sbuf *b, const deba_plan *p, const plan_run *runs, size_t from, size_t to, int fixed_only,
+                     const char *name, const char *qjobs, const char *qlogs)
+{
+    char d[RUN_DIR_MAX];
+    sb_add(b, "# the runs this phase needs: each must have completed\nlines=(");
+    for (size_t i = from; i < to; i++)
+        if (!fixed_only || !strcmp(runs[i].c->name, "fixed")) sb_add(b, " %zu", i + 1);
+    sb_add(b, " )\ndirs=(\n");
+    for (size_t i = from; i < to; i++) {
+        if (fixed_only && strcmp(runs[i].c->name, "fixed")) continue;
+        run_dir(p, &runs[i], d, sizeof d);
+        sb_word(b, d);
+        sb_add(b, "\n");
+    }
+    sb_add(b, ")\nbad=0\nfor k in \"${!dirs[@]}\"; do\n"
+              "  s=$(sed -n 's/^status,//p' \"${dirs[$k]}/meta.csv\" 2>/dev/null)\n"
+              "  if [ \"$s\" != completed ]; then\n    bad=$((bad + 1))\n"
+              "    echo \"%s: run ${dirs[$k]} (line ${lines[$k]} of \"%s\") is ${s:-not started}, not completed; log:\" "
+              "%s/study-*_\"${lines[$k]}\".out >&2\n  fi\ndone\n"
+              "if [ \"$bad\" -gt 0 ]; then\n"
+              "  echo \"%s: $bad of ${#dirs[@]} runs did not complete: see deba-profile --status; deba-profile --submit "
+              "continues the study\" >&2\n  exit 1\nfi\n",
+           name, qjobs, qlogs, name);
+}
+
+deba_status deba_plan_emit(const deba_plan *p, const char *jobs_path, int force, FILE *log, deba_err *e)
+{
+    emit_paths ep;
+    deba_status st = emit_paths_of(jobs_path, &ep, e);
+    if (st) return st;
+    plan_run *runs;
+    if ((st = plan_runs(p, &runs, &ep.n, &ep.n1, e))) return st;
+    size_t n = ep.n, n1 = ep.n1;
     int fx = find_cond(p, "fixed"), need_cal = 0, fixed_runs = 0;
     for (int k = 0; k < p->n_order; k++) {
         need_cal |= p->conds[p->order[k]].calibrate;
@@ -792,35 +994,24 @@ deba_status deba_plan_emit(const deba_plan *p, const char *jobs_path, int force,
     }
     /* profiles.sh: the stability profile of every (arch, dataset) the `fixed` condition runs */
     int write_profiles = fixed_runs && p->epochs >= 2;
-    if (dir[0]) {
-        deba_status st = deba_mkdirs(dir, e);
-        if (st) return st;
-    }
-    const char *outs[3] = { jobs_path, sbatch, write_profiles ? profiles : NULL };
-    for (int i = 0; i < 3; i++) {
+    need_cal = need_cal && write_profiles;   /* validate() holds calibrate to both */
+    if (ep.dir[0] && (st = deba_mkdirs(ep.dir, e))) goto out;
+    const char *outs[5] = { jobs_path, ep.sbatch, ep.report, write_profiles ? ep.profiles : NULL,
+                            need_cal ? ep.calibrate : NULL };
+    for (int i = 0; i < 5; i++) {
         struct stat sb;
-        if (outs[i] && stat(outs[i], &sb) == 0 && S_ISDIR(sb.st_mode))
-            return deba_err_set(e, DEBA_E_INPUT, "%s: is a directory, not a file", outs[i]);
-        if (outs[i] && !force && exists(outs[i]))
-            return deba_err_set(e, DEBA_E_INPUT, "%s exists (use --force to overwrite)", outs[i]);
+        if (outs[i] && stat(outs[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            st = deba_err_set(e, DEBA_E_INPUT, "%s: is a directory, not a file", outs[i]);
+            goto out;
+        }
+        if (outs[i] && !force && exists(outs[i])) {
+            st = deba_err_set(e, DEBA_E_INPUT, "%s exists (use --force to overwrite)", outs[i]);
+            goto out;
+        }
     }
 
-    /* Phase 1: runs with nothing to wait for; phase 2: runs that need calibrated thresholds. */
-    int cuda = !strcmp(p->device, "cuda");
-    deba_status st = DEBA_OK;
-    sbuf jobs = { 0 };
-    size_t n1 = 0, n = 0;
-    for (int phase = 0; phase < 2 && !st; phase++)
-        for (int a = 0; a < p->n_archs && !st; a++)
-            for (int d = 0; d < p->n_datasets && !st; d++)
-                for (int k = 0; k < p->n_order && !st; k++) {
-                    const plan_cond *c = &p->conds[p->order[k]];
-                    if (c->calibrate != phase || !cond_applies(p, c, p->archs[a], p->datasets[d])) continue;
-                    for (int s = 0; s < p->n_seeds && !st; s++, n++)
-                        st = emit_run(&jobs, p, c, p->archs[a], p->datasets[d], p->seeds[s], e);
-                    if (!phase) n1 += (size_t)p->n_seeds;
-                }
-    sbuf prof = { 0 };
+    sbuf jobs = { 0 }, prof = { 0 }, sb = { 0 }, cal = { 0 }, rep = { 0 };
+    for (size_t i = 0; i < n && !st; i++) st = emit_run(&jobs, p, runs[i].c, runs[i].arch, runs[i].dataset, runs[i].seed, e);
     if (write_profiles) {
         sb_add(&prof, "#!/bin/sh\n# Generated by deba-profile --emit-jobs from ");
         sb_comment(&prof, p->path);
@@ -834,61 +1025,116 @@ deba_status deba_plan_emit(const deba_plan *p, const char *jobs_path, int force,
                 if (cond_applies(p, fxc, p->archs[a], p->datasets[d])) emit_profile(&prof, p, p->archs[a], p->datasets[d]);
     }
     /* The command lines in comments are for copying: their paths are shell words too. */
-    char *qjobs = deba_esc_dup(deba_esc_shell, jobs_path), *qsbatch = deba_esc_dup(deba_esc_shell, sbatch);
-    char *qprof = deba_esc_dup(deba_esc_shell, profiles), *wrap = NULL, *qwrap = NULL;
-    if (qprof && asprintf(&wrap, "sh %s", qprof) >= 0) qwrap = deba_esc_dup(deba_esc_shell, wrap);   /* --wrap='sh …' */
-    sbuf sb = { 0 };
-    if (!qjobs || !qsbatch || !qprof || !qwrap) sb.failed = 1;
+    char *qjobs = deba_esc_dup(deba_esc_shell, jobs_path), *qsbatch = deba_esc_dup(deba_esc_shell, ep.sbatch);
+    char *qprof = deba_esc_dup(deba_esc_shell, ep.profiles), *qcal = deba_esc_dup(deba_esc_shell, ep.calibrate);
+    char *qrep = deba_esc_dup(deba_esc_shell, ep.report), *qlogs = deba_esc_dup(deba_esc_shell, ep.abs_logs);
+    char *qplan = deba_esc_dup(deba_esc_shell, p->path), *qout = deba_esc_dup(deba_esc_shell, p->out);
+    char *report_dir = NULL, *qreport_dir = NULL;
+    if (qout && asprintf(&report_dir, "%s/report", p->out) >= 0) qreport_dir = deba_esc_dup(deba_esc_shell, report_dir);
+    if (!qjobs || !qsbatch || !qprof || !qcal || !qrep || !qlogs || !qplan || !qout || !qreport_dir) sb.failed = 1;
     else {
-        sb_add(&sb, "#!/bin/bash\n# Generated by deba-profile --emit-jobs from ");
-        sb_comment(&sb, p->path);
-        sb_add(&sb, ": Slurm array task i runs line i of %s.\n", qjobs);
+        /* study.sbatch: one array task per job line, for the runs of both run phases */
+        sb_script_head(&sb, p, &ep, "study", "study-%A_%a.out", 2);
+        sb_add(&sb, "# Slurm array task i runs line i of %s.\n", qjobs);
         if (need_cal)
             sb_add(&sb,
                    "# Lines 1-%zu need nothing else; lines %zu-%zu use thresholds that %s calibrates from\n"
-                   "# the fixed runs, so submit in three steps (from the directory deba-profile ran in):\n"
-                   "#   p1=$(sbatch --parsable --array=1-%zu %s)\n"
-                   "#   p2=$(sbatch --parsable --dependency=afterok:$p1%s --wrap=%s)\n"
-                   "#   sbatch --dependency=afterok:$p2 --array=%zu-%zu %s\n"
+                   "# the fixed runs. Submit the whole study, each phase after the one before, with\n"
+                   "#   deba-profile --submit %s\n"
+                   "# or by hand (from any directory):\n"
+                   "#   a=$(sbatch --parsable --array=1-%zu %s)\n"
+                   "#   b=$(sbatch --parsable --dependency=afterany:$a %s)\n"
+                   "#   c=$(sbatch --parsable --dependency=afterany:$b --array=%zu-%zu %s)\n"
+                   "#   sbatch --dependency=afterany:$a:$b:$c %s\n"
                    "# With GNU parallel: head -n %zu %s | parallel -j 4 && sh %s && tail -n +%zu %s | parallel -j 4\n",
-                   n1, n1 + 1, n, qprof, n1, qsbatch, cuda ? " --gres=gpu:1" : "", qwrap, n1 + 1, n, qsbatch, n1, qjobs,
-                   qprof, n1 + 1, qjobs);
+                   n1, n1 + 1, n, qcal, qplan, n1, qsbatch, qcal, n1 + 1, n, qsbatch, qrep, n1, qjobs, qprof, n1 + 1,
+                   qjobs);
         else
-            sb_add(&sb, "# Submit from the directory deba-profile ran in: sbatch %s\n# With GNU parallel: parallel -j 4 < "
-                        "%s%s%s\n", qsbatch, qjobs, write_profiles ? "; then sh " : "", write_profiles ? qprof : "");
+            sb_add(&sb,
+                   "# Submit with deba-profile --submit %s, or by hand (from any directory):\n"
+                   "#   a=$(sbatch --parsable --array=1-%zu %s)\n#   sbatch --dependency=afterany:$a %s\n"
+                   "# With GNU parallel: parallel -j 4 < %s%s%s\n",
+                   qplan, n, qsbatch, qrep, qjobs, write_profiles ? "; then sh " : "", write_profiles ? qprof : "");
         sb_add(&sb,
-               "# A requeued or resubmitted task resumes its run (--resume); a completed run is not retrained.\n"
-               "#SBATCH --job-name=deba-study\n#SBATCH --array=1-%zu\n#SBATCH --output=deba-study-%%A_%%a.out\n%s"
-               "set -euo pipefail\n"
+               "# afterany, not afterok: a requeued task is waited for, and a later phase that finds a run\n"
+               "# not completed fails, naming it and its log, instead of waiting for ever.\n"
+               "# Pre-emption: Slurm's SIGTERM (pre-emption, scontrol requeue, or two minutes before the time\n"
+               "# limit: --signal=B:TERM@120) reaches deba-train, which checkpoints at its current step and\n"
+               "# exits 3; the task then asks Slurm to requeue it, and the new task continues the run\n"
+               "# (--resume) to the end an uninterrupted run has. A task whose run is completed exits 0 at once.\n");
+        sb_script_cd(&sb, &ep);
+        sb_add(&sb,
+               "if [ -z \"${SLURM_ARRAY_TASK_ID:-}\" ]; then echo \"study.sbatch: not an array task: submit it as the "
+               "top of \"%s\" says\" >&2; exit 2; fi\n"
                "line=$(sed -n \"${SLURM_ARRAY_TASK_ID}p\" %s)\n"
                "if [ -z \"$line\" ]; then echo \"study.sbatch: no line $SLURM_ARRAY_TASK_ID in \"%s >&2; exit 2; fi\n"
-               "echo \"$line\"\nexec bash -c \"$line\"\n",
-               n, cuda ? "#SBATCH --gres=gpu:1\n" : "", qjobs, qjobs);
+               "# as many threads as the task has CPUs, not one per core of the node\n"
+               "if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK; fi\n"
+               "echo \"$line\"\n"
+               "# in the background, so that this shell takes the SIGTERM of --signal=B: and passes it on\n"
+               "bash -c \"$line\" &\nchild=$!\ntrap 'kill -TERM \"$child\" 2>/dev/null' TERM\n"
+               "wait \"$child\"\nrc=$?\n"
+               "# a trapped signal ends `wait` early: wait on until deba-train has exited\n"
+               "while [ \"$rc\" -gt 128 ] && kill -0 \"$child\" 2>/dev/null; do wait \"$child\"; rc=$?; done\n"
+               "if [ \"$rc\" -eq 3 ] && [ -n \"${SLURM_JOB_ID:-}\" ]; then\n"
+               "  # checkpointed: back to the queue (this fails, harmlessly, when Slurm is requeueing or\n"
+               "  # cancelling the task already). ARRAY_TASK, not the job id: the array's last task has\n"
+               "  # the array's own id, and requeueing that id requeues every task of the array.\n"
+               "  task=$SLURM_JOB_ID\n"
+               "  if [ -n \"${SLURM_ARRAY_JOB_ID:-}\" ]; then task=${SLURM_ARRAY_JOB_ID}_$SLURM_ARRAY_TASK_ID; fi\n"
+               "  echo \"study.sbatch: run stopped at a checkpoint (exit status 3): requeueing $task\" >&2\n"
+               "  scontrol requeue \"$task\" || echo \"study.sbatch: not requeued by this task\" >&2\n"
+               "fi\nexit \"$rc\"\n",
+               qsbatch, qjobs, qjobs);
+        if (need_cal) {
+            sb_script_head(&cal, p, &ep, "calibrate", "calibrate-%j.out", 1);
+            sb_add(&cal, "# The calibration phase: once every fixed run completed, each (arch, dataset)'s profile\n"
+                         "# and thresholds (%s), which the calibrated runs (lines %zu-%zu of %s) read.\n",
+                   qprof, n1 + 1, n, qjobs);
+            sb_script_cd(&cal, &ep);
+            sb_check(&cal, p, runs, 0, n1, 1, "calibrate.sbatch", qjobs, qlogs);
+            sb_add(&cal, "exec sh %s\n", qprof);
+        }
+        sb_script_head(&rep, p, &ep, "report", "report-%j.out", 0);
+        sb_add(&rep, "# The report phase: once every run completed, the study's tables and figures (deba-report)\n"
+                     "# in %s.\n", qreport_dir);
+        sb_script_cd(&rep, &ep);
+        sb_check(&rep, p, runs, 0, n, 0, "report.sbatch", qjobs, qlogs);
+        sb_add(&rep, "exec deba-report --out %s --force --quiet %s\n", qreport_dir, qout);
     }
-    free(qjobs);
-    free(qsbatch);
-    free(qprof);
-    free(wrap);
-    free(qwrap);
-    const char *bad = jobs.unquotable ? jobs.unquotable : prof.unquotable ? prof.unquotable : sb.unquotable;
+    free(qjobs), free(qsbatch), free(qprof), free(qcal), free(qrep), free(qlogs), free(qplan), free(qout);
+    free(report_dir), free(qreport_dir);
+    sbuf *all[5] = { &jobs, &prof, &sb, &cal, &rep };
+    const char *bad = NULL;
+    int failed = 0;
+    for (int i = 0; i < 5; i++) {
+        if (!bad) bad = all[i]->unquotable;
+        failed |= all[i]->failed;
+    }
     if (st) {
     } else if (bad) {
         char shown[400];
         st = deba_err_set(e, DEBA_E_INPUT, "%s: '%s' holds a control character and cannot be written into a script",
                           p->path, deba_esc_msg(shown, sizeof shown, bad));
-    } else if (jobs.failed || prof.failed || sb.failed)
+    } else if (failed)
         st = deba_err_set(e, DEBA_E_NOMEM, "out of memory");
     if (!st) st = write_file(jobs_path, jobs.s ? jobs.s : "", jobs.n, 0, e);
-    if (!st) st = write_file(sbatch, sb.s, sb.n, 0755, e);
-    if (!st && write_profiles) st = write_file(profiles, prof.s, prof.n, 0755, e);
+    if (!st) st = write_file(ep.sbatch, sb.s, sb.n, 0755, e);
+    if (!st && write_profiles) st = write_file(ep.profiles, prof.s, prof.n, 0755, e);
+    if (!st && need_cal) st = write_file(ep.calibrate, cal.s, cal.n, 0755, e);
+    if (!st) st = write_file(ep.report, rep.s, rep.n, 0755, e);
+    /* Slurm opens each task's log there and does not create the directory */
+    if (!st) st = deba_mkdirs(ep.logs, e);
     if (!st && log) {
         fprintf(log, "wrote %s: %zu runs", jobs_path, n);
-        if (need_cal) fprintf(log, " (lines 1-%zu first; lines %zu-%zu need the thresholds %s writes)", n1, n1 + 1, n, profiles);
-        fprintf(log, "\nwrote %s%s%s\n", sbatch, write_profiles ? " and " : "", write_profiles ? profiles : "");
+        if (need_cal) fprintf(log, " (lines 1-%zu first; lines %zu-%zu need the thresholds %s writes)", n1, n1 + 1, n,
+                              ep.profiles);
+        fprintf(log, "\nwrote %s%s%s%s%s and %s\n", ep.sbatch, write_profiles ? ", " : "", write_profiles ? ep.profiles : "",
+                need_cal ? ", " : "", need_cal ? ep.calibrate : "", ep.report);
     }
-    free(jobs.s);
-    free(prof.s);
-    free(sb.s);
+    for (int i = 0; i < 5; i++) free(all[i]->s);
+out:
+    free(runs);
     return st;
 }
 
@@ -981,5 +1227,435 @@ deba_status deba_plan_run(const deba_plan *p, int quiet, FILE *log, deba_err *e)
                 }
             }
         }
+    return DEBA_OK;
+}
+
+/* ---- Slurm: submitting and watching a study ---- */
+
+/* Runs argv (looked up on PATH) with its standard output into *out (malloc'd, NUL-terminated)
+ * and its standard error to ours, or nowhere when quiet. Returns the exit status, 127 when the
+ * program is not there, -1 when it could not start or died of a signal. */
+static int run_capture(char *const argv[], int quiet, char **out)
+{
+    *out = NULL;
+    int fd[2];
+    if (pipe(fd) != 0) return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    posix_spawn_file_actions_addclose(&fa, fd[1]);
+    if (quiet) posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    extern char **environ;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd[1]);
+    if (rc) {
+        close(fd[0]);
+        return rc == ENOENT ? 127 : -1;
+    }
+    sbuf b = { 0 };
+    char chunk[4096];
+    ssize_t k;
+    while ((k = read(fd[0], chunk, sizeof chunk)) != 0) {
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) break;
+        sb_add(&b, "%.*s", (int)k, chunk);
+    }
+    close(fd[0]);
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR) return -1;
+    if (b.failed) {
+        free(b.s);
+        return -1;
+    }
+    *out = b.s ? b.s : strdup("");
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+/* One phase of a submission, as in submitted.csv. */
+typedef struct {
+    char phase[16];
+    char id[32];
+    size_t first, last;     /* job lines of an array phase; 0 for calibrate and report */
+} sub_job;
+
+#define MAX_SUB 4
+
+/* dir/submitted.csv, when there is one; a malformed file is an input error naming its line. */
+static deba_status read_submitted(const char *path, sub_job *jobs, int *n, deba_err *e)
+{
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return errno == ENOENT ? DEBA_OK : deba_err_set(e, DEBA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    char line[256];
+    int ln = 0;
+    while (fgets(line, sizeof line, f)) {
+        ln++;
+        if (ln == 1) continue;   /* header */
+        sub_job j = { 0 };
+        char id[sizeof j.id + 1];
+        int used = 0;
+        if (*n == MAX_SUB || sscanf(line, "%15[a-z],%32[0-9],%zu,%zu%n", j.phase, id, &j.first, &j.last, &used) != 4 ||
+            strlen(id) >= sizeof j.id || (line[used] != '\n' && line[used])) {
+            fclose(f);
+            return deba_err_set(e, DEBA_E_INPUT, "%s:%d: expected phase,job_id,first_line,last_line", path, ln);
+        }
+        snprintf(j.id, sizeof j.id, "%s", id);
+        jobs[(*n)++] = j;
+    }
+    fclose(f);
+    return DEBA_OK;
+}
+
+static void default_dir(const deba_plan *p, const char *dir, char *buf, size_t cap)
+{
+    if (dir) snprintf(buf, cap, "%.2047s", dir);
+    else snprintf(buf, cap, "%.2047s/slurm", p->out);   /* out < 2048 bytes, checked when parsed */
+}
+
+/* Slurm states in which a job may still run. */
+static int state_active(const char *s)
+{
+    static const char *const live[] = { "PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "REQUEUE_FED",
+                                        "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
+                                        "RESV_DEL_HOLD", "SPECIAL_EXIT" };
+    for (size_t i = 0; i < sizeof live / sizeof *live; i++)
+        if (!strcmp(s, live[i])) return 1;
+    return 0;
+}
+
+static int state_running(const char *s)
+{
+    return !strcmp(s, "RUNNING") || !strcmp(s, "COMPLETING") || !strcmp(s, "CONFIGURING");
+}
+
+/* The queue's view: "ID" or "ID_TASK" -> state, from squeue (jobs the controller still holds)
+ * and, for jobs it has forgotten, sacct where accounting is on. */
+typedef struct {
+    char key[48], state[32];
+} qstate;
+
+typedef struct {
+    qstate *v;
+    size_t n, cap;
+    int squeue_ok;
+} queue_view;
+
+static void queue_put(queue_view *q, const char *key, const char *state, int replace)
+{
+    for (size_t i = 0; i < q->n; i++)
+        if (!strcmp(q->v[i].key, key)) {
+            if (replace) snprintf(q->v[i].state, sizeof q->v[i].state, "%s", state);
+            return;
+        }
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : 64;
+        qstate *v = realloc(q->v, cap * sizeof *v);
+        if (!v) return;   /* a state less shown, nothing wrong written */
+        q->v = v, q->cap = cap;
+    }
+    snprintf(q->v[q->n].key, sizeof q->v[q->n].key, "%s", key);
+    snprintf(q->v[q->n++].state, sizeof q->v[0].state, "%s", state);
+}
+
+static const char *queue_get(const queue_view *q, const char *key)
+{
+    for (size_t i = 0; i < q->n; i++)
+        if (!strcmp(q->v[i].key, key)) return q->v[i].state;
+    return NULL;
+}
+
+/* Lines "KEY|STATE" (sacct adds steps, "12_3.batch", and words after a state, "CANCELLED by 0"). */
+static void queue_parse(queue_view *q, char *text, int replace)
+{
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        char *bar = strchr(l, '|');
+        if (!bar) continue;
+        *bar = '\0';
+        char *key = trim(l), *st = trim(bar + 1);
+        st[strcspn(st, " +|")] = '\0';
+        if (*key && !strchr(key, '.') && *st) queue_put(q, key, st, replace);
+    }
+}
+
+static void queue_read(queue_view *q, const sub_job *jobs, int n)
+{
+    char ids[MAX_SUB * 33 + 8] = "";
+    for (int i = 0; i < n; i++) {
+        strcat(ids, i ? "," : "");
+        strcat(ids, jobs[i].id);
+    }
+    if (!n) return;
+    char *out;
+    char jobs_opt[sizeof ids + 8];
+    snprintf(jobs_opt, sizeof jobs_opt, "--jobs=%s", ids);
+    char *sq[] = { "squeue", "--noheader", "--array", "--states=all", "--format=%i|%T", jobs_opt, NULL };
+    if (run_capture(sq, 1, &out) == 0) {
+        q->squeue_ok = 1;
+        queue_parse(q, out, 1);
+    }
+    free(out);
+    char *sa[] = { "sacct", "--noheader", "--parsable2", "--format=JobID,State", jobs_opt, NULL };
+    if (run_capture(sa, 1, &out) == 0) queue_parse(q, out, 0);
+    free(out);
+}
+
+/* Is any job of an earlier submission still queued or running? */
+static deba_status check_not_running(const char *subs, deba_err *e)
+{
+    sub_job jobs[MAX_SUB];
+    int n;
+    deba_status st = read_submitted(subs, jobs, &n, e);
+    if (st || !n) return st;
+    queue_view q = { 0 };
+    queue_read(&q, jobs, n);
+    char busy[256] = "";
+    for (size_t i = 0; i < q.n; i++)
+        if (state_active(q.v[i].state) && strlen(busy) + strlen(q.v[i].key) + 2 < sizeof busy)
+            snprintf(busy + strlen(busy), sizeof busy - strlen(busy), "%s%s", *busy ? " " : "", q.v[i].key);
+    free(q.v);
+    if (*busy)
+        return deba_err_set(e, DEBA_E_INPUT, "%s: jobs of an earlier submission are still queued or running (%s): wait for "
+                            "them (deba-profile --status --watch) or scancel them first", subs, busy);
+    return DEBA_OK;
+}
+
+/* sbatch --parsable ARGS...: the job id it prints ("ID" or "ID;CLUSTER"). */
+static deba_status sbatch(char **argv, char *id, size_t cap, const char *what, const char *so_far, deba_err *e)
+{
+    char *out;
+    int rc = run_capture(argv, 0, &out);
+    size_t k = out ? strspn(out, "0123456789") : 0;
+    if (rc == 0 && k > 0 && k < cap && (!out[k] || out[k] == ';' || out[k] == '\n')) {
+        snprintf(id, cap, "%.*s", (int)k, out);
+        free(out);
+        return DEBA_OK;
+    }
+    free(out);
+    if (rc == 127)
+        return deba_err_set(e, DEBA_E_RUNTIME, "sbatch not found: is this a Slurm login node? (%s not submitted)", what);
+    return deba_err_set(e, DEBA_E_RUNTIME, "sbatch failed for the %s (exit status %d)%s%s", what, rc,
+                        *so_far ? "; already submitted, to scancel: " : "", so_far);
+}
+
+deba_status deba_plan_submit(const deba_plan *p, const char *dir_opt, FILE *log, deba_err *e)
+{
+    char dir[4096], jobs_path[4200], subs[4200];
+    default_dir(p, dir_opt, dir, sizeof dir);
+    snprintf(jobs_path, sizeof jobs_path, "%s/jobs.txt", dir);
+    snprintf(subs, sizeof subs, "%s/submitted.csv", dir);
+    /* the files are the plan's, rewritten: but not under tasks that are reading them */
+    deba_status st = check_not_running(subs, e);
+    if (st) return st;
+    if ((st = deba_plan_emit(p, jobs_path, 1, NULL, e))) return st;
+    emit_paths ep;
+    plan_run *runs;
+    if ((st = emit_paths_of(jobs_path, &ep, e)) || (st = plan_runs(p, &runs, &ep.n, &ep.n1, e))) return st;
+    free(runs);
+    int need_cal = exists(ep.calibrate) && ep.n1 < ep.n;
+    /* Slurm reads '%' in a log name as a pattern and a backslash as "no patterns at all" */
+    if (strchr(ep.abs_logs, '\\'))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: Slurm cannot name log files under a path holding a backslash", ep.abs_logs);
+    char logs_pct[2 * sizeof ep.abs_logs];
+    size_t o = 0;
+    for (const char *c = ep.abs_logs; *c && o + 3 < sizeof logs_pct; c++) {
+        if (*c == '%') logs_pct[o++] = '%';
+        logs_pct[o++] = *c;
+    }
+    logs_pct[o] = '\0';
+
+    sub_job jobs[MAX_SUB];
+    int nj = 0;
+    char so_far[160] = "", out_opt[sizeof logs_pct + 64], arr[64], dep[160];
+    struct { const char *phase, *script, *log; size_t first, last; } phases[MAX_SUB] = {
+        { "runs", ep.sbatch, "study-%A_%a.out", 1, need_cal ? ep.n1 : ep.n },
+        { "calibrate", ep.calibrate, "calibrate-%j.out", 0, 0 },
+        { "calibrated", ep.sbatch, "study-%A_%a.out", ep.n1 + 1, ep.n },
+        { "report", ep.report, "report-%j.out", 0, 0 },
+    };
+    for (int i = 0; i < MAX_SUB && !st; i++) {
+        if (i == 0 && !phases[i].last) continue;
+        if ((i == 1 || i == 2) && !need_cal) continue;
+        char *argv[8];
+        int a = 0;
+        argv[a++] = "sbatch";
+        argv[a++] = "--parsable";
+        snprintf(out_opt, sizeof out_opt, "--output=%s/%s", logs_pct, phases[i].log);
+        argv[a++] = out_opt;
+        if (phases[i].first) {
+            snprintf(arr, sizeof arr, "--array=%zu-%zu", phases[i].first, phases[i].last);
+            argv[a++] = arr;
+        }
+        if (nj) {
+            /* the report waits for every phase; the others for the one before */
+            snprintf(dep, sizeof dep, "--dependency=afterany");
+            for (int j = i == 3 ? 0 : nj - 1; j < nj; j++)
+                snprintf(dep + strlen(dep), sizeof dep - strlen(dep), ":%s", jobs[j].id);
+            argv[a++] = dep;
+        }
+        argv[a++] = (char *)phases[i].script;
+        argv[a] = NULL;
+        sub_job *j = &jobs[nj];
+        memset(j, 0, sizeof *j);
+        snprintf(j->phase, sizeof j->phase, "%s", phases[i].phase);
+        j->first = phases[i].first, j->last = phases[i].last;
+        if ((st = sbatch(argv, j->id, sizeof j->id, phases[i].phase, so_far, e))) break;
+        snprintf(so_far + strlen(so_far), sizeof so_far - strlen(so_far), "%s%s", *so_far ? " " : "", j->id);
+        nj++;
+    }
+    if (st) return st;
+    sbuf b = { 0 };
+    sb_add(&b, "phase,job_id,first_line,last_line\n");
+    for (int i = 0; i < nj; i++) sb_add(&b, "%s,%s,%zu,%zu\n", jobs[i].phase, jobs[i].id, jobs[i].first, jobs[i].last);
+    st = b.failed ? deba_err_set(e, DEBA_E_NOMEM, "out of memory") : write_file(subs, b.s, b.n, 0, e);
+    free(b.s);
+    if (st) {
+        char msg[sizeof e->msg];
+        snprintf(msg, sizeof msg, "%s", e->msg);
+        return deba_err_set(e, st, "%s (submitted jobs %s)", msg, so_far);
+    }
+    if (log) {
+        fprintf(log, "submitted %s: %zu runs, files and logs in %s\n", p->path, ep.n, dir);
+        for (int i = 0; i < nj; i++) {
+            fprintf(log, "  %-10s job %s", jobs[i].phase, jobs[i].id);
+            if (jobs[i].first) fprintf(log, ", array %zu-%zu (lines of jobs.txt)", jobs[i].first, jobs[i].last);
+            if (i) fprintf(log, ", after %s", i == nj - 1 && nj > 1 ? "every phase before" : jobs[i - 1].id);
+            fputc('\n', log);
+        }
+        fprintf(log, "watch it with: deba-profile --status %s --watch\n", p->path);
+    }
+    return DEBA_OK;
+}
+
+static void fmt_duration(double s, char *buf, size_t cap)
+{
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, cap, "%lds", t);
+}
+
+deba_status deba_plan_status(const deba_plan *p, const char *dir_opt, FILE *out, int *finished, int *all_done,
+                             deba_err *e)
+{
+    char dir[4096], subs[4200], logs[4200];
+    default_dir(p, dir_opt, dir, sizeof dir);
+    snprintf(subs, sizeof subs, "%s/submitted.csv", dir);
+    snprintf(logs, sizeof logs, "%s/logs", dir);
+    sub_job jobs[MAX_SUB];
+    int nj;
+    deba_status st = read_submitted(subs, jobs, &nj, e);
+    if (st) return st;
+    plan_run *runs;
+    size_t n, n1;
+    if ((st = plan_runs(p, &runs, &n, &n1, e))) return st;
+    queue_view q = { 0 };
+    queue_read(&q, jobs, nj);
+
+    enum { DONE, RUNNING, FAILED, TODO, KINDS };
+    size_t count[KINDS] = { 0 }, epochs_done = 0, timed = 0;
+    double epoch_s = 0;
+    sbuf detail = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        char d[RUN_DIR_MAX], path[RUN_DIR_MAX + 16], task[48] = "";
+        run_dir(p, &runs[i], d, sizeof d);
+        const char *tstate = NULL;
+        for (int j = 0; j < nj; j++)
+            if (jobs[j].first && i + 1 >= jobs[j].first && i + 1 <= jobs[j].last) {
+                snprintf(task, sizeof task, "%s_%zu", jobs[j].id, i + 1);
+                tstate = queue_get(&q, task);
+            }
+        deba_meta m = { 0 };
+        deba_err ign;
+        snprintf(path, sizeof path, "%s/meta.csv", d);
+        const char *ms = deba_meta_read(path, &m, &ign) ? NULL : deba_meta_get(&m, "status");
+        char mstatus[32];
+        snprintf(mstatus, sizeof mstatus, "%s", ms ? ms : "");
+        deba_meta_free(&m);
+        deba_trace t = { 0 };
+        snprintf(path, sizeof path, "%s/trace.csv", d);
+        size_t rows = 0;
+        if (!deba_trace_read(path, &t, &ign)) {
+            rows = t.n < (size_t)p->epochs ? t.n : (size_t)p->epochs;
+            for (size_t r = 0; r < t.n; r++)
+                if (t.rows[r].epoch_time_s > 0) epoch_s += t.rows[r].epoch_time_s, timed++;
+        }
+        deba_trace_free(&t);
+        epochs_done += rows;
+        int kind;
+        if (!strcmp(mstatus, "completed")) kind = DONE;
+        else if (tstate && state_running(tstate)) kind = RUNNING;
+        else if (!strcmp(mstatus, "failed") || !strcmp(mstatus, "diverged")) kind = FAILED;
+        else if (tstate && !state_active(tstate) && strcmp(tstate, "COMPLETED")) kind = FAILED;
+        else if (!tstate && !nj && !strcmp(mstatus, "running")) kind = RUNNING;   /* a local run (parallel) */
+        else kind = TODO;
+        count[kind]++;
+        if (kind == RUNNING)
+            sb_add(&detail, "  running  line %zu %s: %zu of %d epochs%s%s%s\n", i + 1, d, rows, p->epochs,
+                   *task ? " (task " : "", task, *task ? ")" : "");
+        else if (kind == FAILED) {
+            sb_add(&detail, "  failed   line %zu %s: %s%s%s%s", i + 1, d, *mstatus ? "meta.csv says " : "no meta.csv",
+                   mstatus, tstate ? ", task " : "", tstate ? task : "");
+            if (tstate) sb_add(&detail, " %s", tstate);
+            if (*task) sb_add(&detail, "; log %s/study-%s.out", logs, task);
+            sb_add(&detail, "\n");
+        }
+    }
+    free(runs);
+    size_t total = n * (size_t)p->epochs;
+    fprintf(out, "study %s: %zu runs of %d epochs\n", p->path, n, p->epochs);
+    fprintf(out, "runs: %zu done, %zu running, %zu failed, %zu to do\n", count[DONE], count[RUNNING], count[FAILED],
+            count[TODO]);
+    fprintf(out, "epochs: %zu of %zu done (%.0f%%)", epochs_done, total, total ? 100.0 * (double)epochs_done / (double)total : 100.0);
+    if (epochs_done < total && timed) {
+        char eta[32], per[32];
+        size_t par = count[RUNNING] ? count[RUNNING] : 1;
+        fmt_duration(epoch_s / (double)timed * (double)(total - epochs_done) / (double)par, eta, sizeof eta);
+        fmt_duration(epoch_s / (double)timed, per, sizeof per);
+        fprintf(out, ", ETA %s (%s an epoch, %zu run%s at a time)", eta, per, par, par == 1 ? "" : "s");
+    }
+    fputc('\n', out);
+    int active = 0;
+    if (nj) {
+        fprintf(out, "slurm jobs (%s):", subs);
+        for (int j = 0; j < nj; j++) {
+            const char *s = queue_get(&q, jobs[j].id);
+            fprintf(out, " %s %s", jobs[j].phase, jobs[j].id);
+            if (jobs[j].first) {
+                size_t pend = 0, live = 0;
+                for (size_t i = jobs[j].first; i <= jobs[j].last; i++) {
+                    char task[48];
+                    snprintf(task, sizeof task, "%s_%zu", jobs[j].id, i);
+                    const char *ts = queue_get(&q, task);
+                    if (ts && state_active(ts)) live++;
+                    if (ts && !state_running(ts) && state_active(ts)) pend++;
+                }
+                /* squeue --array shows a pending range as one "ID_[a-b]" line */
+                for (size_t k = 0; k < q.n; k++)
+                    if (!strncmp(q.v[k].key, jobs[j].id, strlen(jobs[j].id)) && q.v[k].key[strlen(jobs[j].id)] == '_' &&
+                        strchr(q.v[k].key, '[') && state_active(q.v[k].state))
+                        live++, pend++;
+                active += live > 0;
+                fprintf(out, " (lines %zu-%zu%s%s)%s", jobs[j].first, jobs[j].last, live ? ", " : "",
+                        live ? (pend == live ? "queued" : "running") : "", j + 1 < nj ? "," : "");
+            } else {
+                active += s && state_active(s);
+                fprintf(out, " %s%s", s ? s : q.squeue_ok ? "gone from the queue" : "state unknown", j + 1 < nj ? "," : "");
+                if (s && !state_active(s) && strcmp(s, "COMPLETED"))
+                    sb_add(&detail, "  failed   %s job %s %s; log %s/%s-%s.out\n", jobs[j].phase, jobs[j].id, s, logs,
+                           jobs[j].phase, jobs[j].id);
+            }
+        }
+        fputc('\n', out);
+        if (!q.squeue_ok) fprintf(out, "(squeue did not answer: states from the run directories only)\n");
+    }
+    if (detail.s) fputs(detail.s, out);
+    free(detail.s);
+    free(q.v);
+    *all_done = count[DONE] == n;
+    *finished = nj && q.squeue_ok ? !active : !count[RUNNING];
     return DEBA_OK;
 }

@@ -12,6 +12,12 @@
 
 #define DEBA_PROFILE_MAX_SEEDS 64
 #define DEBA_SWEEP_MAX_SIZES 64
+#define DEBA_SWEEP_REPEATS 3              /* --repeats default */
+#define DEBA_SWEEP_MIN_TIME_S 0.5         /* --sweep-min-time default: measured seconds per repeat */
+#define DEBA_VERDICT_MIN_EPOCHS 30        /* below: the paper's cut-offs do not apply yet */
+#define DEBA_VERDICT_MIN_SEEDS 3
+#define DEBA_BOOTSTRAP_B 1000             /* --bootstrap default */
+#define DEBA_BOOTSTRAP_SEED 1             /* --bootstrap-seed default */
 
 /* ---- stability profile from existing run directories ---- */
 
@@ -22,6 +28,8 @@ typedef struct {
     char status[16];       /* meta status: completed, diverged, running, interrupted */
     int used;              /* 1: completed, part of S̄, σ_S and the thresholds */
     deba_profile_row row;  /* valid when used */
+    double *signals;       /* (row.epochs, 3): grad_var, norm_var, loss_var of epochs 1..n, for the
+                              bootstrap; valid when used */
 } deba_profile_seed;
 
 typedef struct {
@@ -30,7 +38,7 @@ typedef struct {
     size_t n_seeds;
     deba_profile_row *rows;     /* the used seeds only: profile.csv */
     size_t n_rows;
-    deba_summary_row summary;   /* profile_summary.csv */
+    deba_summary_row summary;   /* profile_summary.csv, the verdict columns included */
     deba_thresholds_row thresholds;  /* thresholds.csv, calibrated by calib/calib.h */
 } deba_profile;
 
@@ -39,19 +47,56 @@ void deba_profile_summarize(const deba_profile_row *rows, size_t n, deba_summary
 
 /* Reads <out>/<arch>/<dataset>/fixed/seed<s>/{meta,trace}.csv for each of seeds[0..n_seeds-1]
  * (n_seeds = 0: every run found under .../fixed/) and computes each completed seed's S and its
- * terms (SPEC §5, epochs t >= 2), S̄, σ_S, the archetype and the SPEC §4 thresholds. Diverged or
- * unfinished seeds are listed in p->seeds with used = 0 and left out. A missing run, a run that
- * is not a fixed-batch run of this (arch, dataset), a trace whose epochs are not 1..n, fewer
- * than 2 epochs, or no completed seed at all is DEBA_E_INPUT. Free with deba_profile_free. */
+ * terms (SPEC §5, epochs t >= 2), S̄, σ_S, the archetype and the SPEC §4 thresholds, then the
+ * verdict (deba_profile_verdict, DEBA_BOOTSTRAP_B resamples from DEBA_BOOTSTRAP_SEED, with
+ * <out>/<arch>/<dataset>/sweep.csv when it exists). Diverged or unfinished seeds are listed in
+ * p->seeds with used = 0 and left out. A missing run, a run that is not a fixed-batch run of this
+ * (arch, dataset), a trace whose epochs are not 1..n, fewer than 2 epochs, no completed seed at
+ * all, or a sweep.csv that does not read is DEBA_E_INPUT. Free with deba_profile_free. */
 deba_status deba_profile_compute(const char *out, const char *arch, const char *dataset, const int *seeds,
                                  size_t n_seeds, deba_profile *p, deba_err *e);
+
+/* ---- the verdict: should I use DEBA on this network, and with which thresholds? ---- */
+
+/* A bootstrap over seeds and epochs: each of B resamples draws the used seeds with replacement
+ * and, within each drawn seed's trace, its epochs t >= 2 with replacement (epoch 1 stays out, as
+ * in S), recomputes S per drawn seed, then S̄, σ_S and the archetype. share[a] is the fraction of
+ * resamples in archetype a. The same (p, B, seed) gives the same shares. B < 1 is DEBA_E_INPUT. */
+deba_status deba_profile_bootstrap(const deba_profile *p, int B, uint64_t seed, double share[DEBA_ARCHETYPE_COUNT],
+                                   deba_err *e);
+
+/* What a batch sweep supports about throughput for one (arch, dataset). Only sizes that fit
+ * (steps > 0) count; the reference is the smallest of them. A gain is claimed only when a larger
+ * size's samples/s interval [min, max] over its repeats lies wholly above the reference's. */
+typedef struct {
+    int gain;            /* 1 gain, 0 no measurable gain, -1 cannot tell (see why) */
+    const char *why;     /* gain = -1: "no sweep", "one size", "one measurement" */
+    int sizes;           /* distinct sizes that fit */
+    int repeats;         /* fewest repeats among them */
+    int ref_batch, best_batch, largest_batch;
+    double ratio;        /* gain = 1: median samples/s of best_batch over the reference's */
+} deba_sweep_cmp;
+
+void deba_sweep_compare(const deba_sweep_row *rows, size_t n, const char *arch, const char *dataset,
+                        deba_sweep_cmp *out);
+/* The sentence a sweep supports (for the sweep's output and the report's figure). 0, or -1 when
+ * cap is too small. */
+int deba_sweep_reading(char *buf, size_t cap, const deba_sweep_cmp *c);
+
+/* Fills p->summary's verdict columns: the bootstrap shares (B resamples from seed), whether the
+ * shortest run (>= DEBA_VERDICT_MIN_EPOCHS epochs) and the seeds (>= DEBA_VERDICT_MIN_SEEDS) are
+ * enough for the paper's cut-offs, the thresholds to use, what the sweep rows of this
+ * (arch, dataset) say about throughput (sweep may be NULL), and the recommendation text. */
+deba_status deba_profile_verdict(deba_profile *p, const deba_sweep_row *sweep, size_t nsweep, int B, uint64_t seed,
+                                 deba_err *e);
 void deba_profile_free(deba_profile *p);   /* leaves an empty profile; NULL is a no-op */
 
 /* Writes profile.csv, profile_summary.csv and thresholds.csv into dir (atomic each). */
 deba_status deba_profile_save(const char *dir, const deba_profile *p, deba_err *e);
 
-/* The verdict for a person: per-seed S, S̄ ± σ_S, the archetype with what it means for DEBA,
- * and τ, θ, λ. Seeds left out are named with their status. */
+/* The profile for a person: per-seed S, S̄ ± σ_S, the archetype with what it means for DEBA, τ,
+ * θ, λ, then the recommendation block (the verdict columns, one sentence a line). Seeds left
+ * out are named with their status. */
 void deba_profile_print(FILE *f, const deba_profile *p);
 
 /* ---- training through the library, reusing what is already there ---- */
@@ -79,6 +124,8 @@ typedef struct {
     int seeds[DEBA_PROFILE_MAX_SEEDS];
     int n_seeds;
     FILE *log;                  /* one line per seed (trained, resumed, reused, diverged); NULL: none */
+    int bootstrap;              /* verdict resamples; 0: DEBA_BOOTSTRAP_B */
+    uint64_t bootstrap_seed;    /* used when bootstrap > 0 */
 } deba_profile_config;
 
 /* Trains (or reuses, or resumes) one fixed-batch run per seed, label "fixed", then computes the
@@ -93,14 +140,22 @@ typedef struct {
                                    lr, momentum, weight_decay */
     int sizes[DEBA_SWEEP_MAX_SIZES];
     int n_sizes;
-    int steps;                  /* K measured steps per size (after one untimed warm-up step) */
+    int steps;                  /* at least this many measured steps per repeat */
+    int repeats;                /* R timed repeats per size (0: DEBA_SWEEP_REPEATS) */
+    double min_time_s;          /* the first repeat also runs until this much measured time (< 0:
+                                   DEBA_SWEEP_MIN_TIME_S; 0: steps only) */
     FILE *log;                  /* one line per size; NULL: none */
 } deba_sweep_config;
 
-/* Trains K steps at each batch size from the same initial state (weights, BN statistics,
- * momentum, data order, dropout stream restored before each size) and fills one sweep.csv row per
- * size. A size that does not fit in memory gets a row with steps = 0 and every measurement 0,
- * and the sweep goes on. *rows: free() it. */
+/* At each batch size: one untimed warm-up step, then R repeats of K steps, each from the same
+ * initial state (weights, BN statistics, momentum, data order, dropout stream restored before
+ * every repeat). K = max(steps, the steps the first repeat needed to reach min_time_s), the same
+ * for every repeat of that size. One sweep.csv row per size: samples_per_s and epoch_time_s from
+ * the median per-step time over the repeats, grad_var and compute_util the medians, and the
+ * min and max samples/s. A size that does not fit in memory gets a row with steps = 0 and every
+ * measurement 0, and the sweep goes on. *rows: free() it.
+ * Test hook: DEBA_TEST_SWEEP_S_PER_SAMPLE=X replaces the clock: every step then takes X·B
+ * seconds (throughput 1/X at every size), so tests see the timing logic without timing. */
 deba_status deba_sweep_run(const deba_sweep_config *c, deba_sweep_row **rows, size_t *n, deba_err *e);
 
 /* ---- study plans (docs/studies.md) ---- */

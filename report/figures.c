@@ -1,6 +1,7 @@
 /* The report's figures: each one a .dat (data blocks, one per series) and a .gp script that
- * users can restyle, rendered to PNG (pngcairo) and SVG by gnuplot run as a child process in a
- * private directory, so no predictable file name in the output folder is ever written. */
+ * users can restyle, rendered to PNG, SVG, PDF and cairolatex (.tex + .pdf) by gnuplot run as a
+ * child process in a private directory, so no predictable file name in the output folder is ever
+ * written; each with a reading that says no more than its data support. */
 #include "report/report.h"
 
 #include <dirent.h>
@@ -15,31 +16,71 @@
 #include <unistd.h>
 #include "deba/csv.h"
 #include "deba/escape.h"
+#include "profiler/profile.h"
+
+/* How a series is drawn. Bands are drawn first and markers last, so every line (the fixed
+ * baseline included) stays visible over every band. */
+typedef enum {
+    SK_LINE,        /* lines and points */
+    SK_ERR,         /* lines and points with error bars lo..hi */
+    SK_BAND,        /* a line at y over a shaded band lo..hi */
+    SK_STEP,        /* a step plot (a batch size holds for the whole epoch) */
+    SK_STEP_THIN,   /* a thin step plot (one seed), no legend entry of its own */
+    SK_UP,          /* ▲ markers: the batch was increased at this epoch */
+    SK_DOWN,        /* ▼ markers: the batch was rolled back at this epoch */
+    SK_COUNT
+} series_kind;
 
 typedef struct {
-    char name[160];
-    double *x, *y, *sd;  /* sd NULL: no band */
+    char name[160];          /* legend entry; "" for none */
+    series_kind kind;
+    int color;               /* index into palette */
+    double *x, *y, *lo, *hi; /* lo, hi: SK_BAND, SK_ERR (NULL: lo = hi = y) */
     size_t n;
 } series;
 
 typedef struct {
     char stem[192], title[256], xlabel[64], ylabel[64];
-    int logx, logy, band;
+    int logx, logy;          /* log base, 0: linear */
+    const char *key;         /* where the legend goes inside the plot: "top right", ... */
     series *s;
     size_t ns;
+    deba_fig_style style;
 } figspec;
 
-static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-                                     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+/* Okabe & Ito's colour-blind-safe palette; black first for the fixed-batch baseline. */
+enum { C_BLACK, C_BLUE, C_VERMILLION, C_GREEN, C_ORANGE, C_PURPLE, C_SKY, C_YELLOW, C_COUNT };
+static const char *const palette[C_COUNT] = {"#000000", "#0072B2", "#D55E00", "#009E73",
+                                             "#E69F00", "#CC79A7", "#56B4E9", "#F0E442"};
+/* the colours a list of series takes in turn (yellow last: faint on white) */
+static int nth_color(size_t i)
+{
+    static const int order[] = {C_BLUE, C_VERMILLION, C_GREEN, C_ORANGE, C_PURPLE, C_SKY, C_BLACK, C_YELLOW};
+    return order[i % (sizeof order / sizeof order[0])];
+}
 
 static void series_free(series *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(s[i].x);
         free(s[i].y);
-        free(s[i].sd);
+        free(s[i].lo);
+        free(s[i].hi);
     }
     free(s);
+}
+
+/* Room for n points (lo and hi too when bounds). */
+static int series_alloc(series *se, size_t n, int bounds)
+{
+    size_t m = n ? n : 1;
+    se->x = malloc(m * sizeof *se->x);
+    se->y = malloc(m * sizeof *se->y);
+    if (bounds) {
+        se->lo = malloc(m * sizeof *se->lo);
+        se->hi = malloc(m * sizeof *se->hi);
+    }
+    return se->x && se->y && (!bounds || (se->lo && se->hi));
 }
 
 /* A '#' comment line: data never ends it early (deba_esc_comment). */
@@ -56,57 +97,141 @@ static void gp_str(FILE *f, const char *s)
     deba_esc_fput(f, deba_esc_gnuplot, s);
 }
 
+/* A gnuplot string literal holding LaTeX text (cairolatex sets its strings with LaTeX):
+ * deba_esc_latex, then deba_esc_gnuplot. Out of memory: an empty string. */
+static void gp_tex(FILE *f, const char *s)
+{
+    char *t = deba_esc_dup(deba_esc_latex, s);
+    gp_str(f, t ? t : "");
+    free(t);
+}
+
 static void w_dat(FILE *f, const void *ctx)
 {
     const figspec *fs = ctx;
     comment(f, "# ", fs->title, "\n");
-    fprintf(f, "# one block per series (gnuplot 'index i'), columns: x y%s\n", fs->band ? " std" : "");
+    fputs("# one block per series (gnuplot 'index i'), columns: x y lo hi (lo = hi = y without a band)\n", f);
     for (size_t i = 0; i < fs->ns; i++) {
         const series *s = &fs->s[i];
         fprintf(f, "# series %zu: ", i);
-        comment(f, "", s->name, "\n");
-        for (size_t k = 0; k < s->n; k++) {
-            fprintf(f, "%.9g %.9g", s->x[k], s->y[k]);
-            if (fs->band) fprintf(f, " %.9g", s->sd ? s->sd[k] : 0.0);
-            fputc('\n', f);
-        }
+        comment(f, "", s->name[0] ? s->name : "(no legend entry)", "\n");
+        for (size_t k = 0; k < s->n; k++)
+            fprintf(f, "%.9g %.9g %.9g %.9g\n", s->x[k], s->y[k], s->lo ? s->lo[k] : s->y[k], s->hi ? s->hi[k] : s->y[k]);
+        if (!s->n) fputs("# (empty)\n", f);
         fputs("\n\n", f);
     }
 }
 
+/* Sizes and fonts per style: screen for the HTML report, paper for one column of a
+ * two-column paper (3.5 in wide; the PNG at 300 dpi). */
+typedef struct {
+    const char *png, *svg, *pdf, *tex;
+    double lw, thin;
+    int title;
+} style_terms;
+
+static const style_terms STYLES[DEBA_FIG_STYLE_COUNT] = {
+    [DEBA_FIG_SCREEN] = {"pngcairo size 960,600 enhanced font 'sans,10'",
+                         "svg size 960,600 dynamic enhanced font 'sans,10'",
+                         "pdfcairo size 6.4in,4in enhanced font 'sans,10'",
+                         "cairolatex pdf size 6.4in,4in", 2.0, 0.8, 1},
+    [DEBA_FIG_PAPER] = {"pngcairo size 1050,735 enhanced font 'sans,8' fontscale 3.2 linewidth 3 pointscale 2.5",
+                        "svg size 504,353 dynamic enhanced font 'sans,8'",
+                        "pdfcairo size 3.5in,2.45in enhanced font 'sans,8'",
+                        "cairolatex pdf size 3.5in,2.45in", 1.5, 0.6, 0},
+};
+
+/* The plot command: bands, thin steps, lines, then markers, so nothing hides a line. Legend
+ * entries are the gnuplot variables t<i>, set per terminal (plain text, then LaTeX). */
+static void w_plot(FILE *f, const figspec *fs)
+{
+    static const int pass_of[SK_COUNT] = {[SK_BAND] = 0, [SK_STEP_THIN] = 1, [SK_LINE] = 2, [SK_ERR] = 2,
+                                          [SK_STEP] = 2, [SK_UP] = 3, [SK_DOWN] = 3};
+    const style_terms *st = &STYLES[fs->style];
+    int first = 1;
+    fputs("plot ", f);
+    for (int pass = 0; pass < 4; pass++)
+        for (size_t i = 0; i < fs->ns; i++) {
+            const series *s = &fs->s[i];
+            if (pass_of[s->kind] != pass || !s->n) continue;
+            const char *c = palette[s->color];
+            if (!first) fputs(", \\\n     ", f);
+            first = 0;
+            fprintf(f, "'%s.dat' index %zu ", fs->stem, i);
+            switch (s->kind) {
+            case SK_BAND:
+                /* the band, then its line over it; the legend goes on the line */
+                fprintf(f, "using 1:3:4 with filledcurves fc rgb '%s' fs transparent solid 0.2 noborder notitle, \\\n"
+                           "     '%s.dat' index %zu using 1:2 with lines lw %g lc rgb '%s'", c, fs->stem, i, st->lw, c);
+                break;
+            case SK_STEP_THIN: fprintf(f, "using 1:2 with steps lw %g lc rgb '%s'", st->thin, c); break;
+            case SK_STEP: fprintf(f, "using 1:2 with steps lw %g lc rgb '%s'", 1.5 * st->lw, c); break;
+            case SK_LINE: fprintf(f, "using 1:2 with linespoints lw %g pt 7 ps 0.8 lc rgb '%s'", st->lw, c); break;
+            case SK_ERR:
+                fprintf(f, "using 1:2:3:4 with yerrorlines lw %g pt 7 ps 0.8 lc rgb '%s'", st->lw, c);
+                break;
+            case SK_UP: fprintf(f, "using 1:2 with points pt 9 ps 1.3 lc rgb '%s'", c); break;
+            case SK_DOWN: fprintf(f, "using 1:2 with points pt 11 ps 1.3 lc rgb '%s'", c); break;
+            case SK_COUNT: break;
+            }
+            if (s->name[0]) fprintf(f, " title t%zu noenhanced", i);
+            else fputs(" notitle", f);
+        }
+    if (first) fputs("NaN notitle", f);   /* every series empty: an empty frame, not a gnuplot error */
+    fputc('\n', f);
+}
+
+/* Axis labels, title and legend texts: plain (PNG, SVG, PDF; noenhanced, so data never turns
+ * into sub- or superscripts) or LaTeX (cairolatex). */
+static void w_texts(FILE *f, const figspec *fs, int latex)
+{
+    void (*str)(FILE *, const char *) = latex ? gp_tex : gp_str;
+    const char *ne = latex ? "" : " noenhanced";
+    if (STYLES[fs->style].title) {
+        fputs("set title ", f);
+        str(f, fs->title);
+        fprintf(f, "%s\n", ne);
+    } else
+        fputs("unset title\n", f);
+    fputs("set xlabel ", f);
+    str(f, fs->xlabel);
+    fprintf(f, "%s\nset ylabel ", ne);
+    str(f, fs->ylabel);
+    fprintf(f, "%s\n", ne);
+    for (size_t i = 0; i < fs->ns; i++)
+        if (fs->s[i].name[0]) {
+            fprintf(f, "t%zu = ", i);
+            str(f, fs->s[i].name);
+            fputc('\n', f);
+        }
+    /* log ticks as powers of ten (10^{-3}), never 0.001000; base-2 axes (batch sizes) as integers */
+    if (fs->logy == 10) fprintf(f, "set format y %s\n", latex ? "'$10^{%T}$'" : "'10^{%T}'");
+}
+
 /* The stem is a checked name (deba_name_ok), so it is written as is inside quotes; every other
- * string goes through gp_str or comment. */
+ * string goes through gp_str, gp_tex or comment. */
 static void w_gp(FILE *f, const void *ctx)
 {
     const figspec *fs = ctx;
+    const style_terms *st = &STYLES[fs->style];
     comment(f, "# ", fs->title, "");
     fprintf(f, ": regenerate with `gnuplot %s.gp` in this directory; restyle freely.\n", fs->stem);
-    fprintf(f, "set terminal pngcairo size 960,600 noenhanced font 'sans,10'\n");
-    fprintf(f, "set output '%s.png'\n", fs->stem);
-    fputs("set title ", f);
-    gp_str(f, fs->title);
-    fputs("\nset xlabel ", f);
-    gp_str(f, fs->xlabel);
-    fputs("\nset ylabel ", f);
-    gp_str(f, fs->ylabel);
-    fputs("\nset grid\nset key outside right top\n", f);
-    if (fs->logx) fputs("set logscale x 2\n", f);
-    if (fs->logy) fputs("set logscale y\n", f);
-    if (fs->band) fputs("set style fill transparent solid 0.25 noborder\n", f);
-    fputs("plot ", f);
-    for (size_t i = 0; i < fs->ns; i++) {
-        const char *c = colors[i % (sizeof colors / sizeof colors[0])];
-        if (i) fputs(", \\\n     ", f);
-        if (fs->band)
-            fprintf(f, "'%s.dat' index %zu using 1:($2-$3):($2+$3) with filledcurves lc rgb '%s' notitle, \\\n"
-                       "     '' index %zu using 1:2 with lines lw 2 lc rgb '%s' title ",
-                    fs->stem, i, c, i, c);
-        else
-            fprintf(f, "'%s.dat' index %zu using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title ", fs->stem, i, c);
-        gp_str(f, fs->s[i].name);
-    }
-    fprintf(f, "\nset terminal svg size 960,600 dynamic noenhanced font 'sans,10'\n"
-               "set output '%s.svg'\nreplot\nunset output\n", fs->stem);
+    fprintf(f, "# outputs: %s.png, %s.svg, %s.pdf, and %s_latex.tex with %s_latex.pdf (cairolatex:\n"
+               "# \\input{%s_latex.tex} in LaTeX, text set by the document)\n",
+            fs->stem, fs->stem, fs->stem, fs->stem, fs->stem, fs->stem);
+    fputs("set grid lc rgb '#dddddd'\nset autoscale xfix\n", f);
+    fprintf(f, "set key inside %s opaque box lc rgb '#bbbbbb' samplen 2 spacing 1.1\n", fs->key ? fs->key : "top right");
+    if (fs->logx) fprintf(f, "set logscale x %d\nset format x '%%g'\n", fs->logx);
+    if (fs->logy) fprintf(f, "set logscale y %d\n", fs->logy);
+    if (fs->logy == 2) fputs("set format y '%g'\n", f);
+    fprintf(f, "set terminal %s\nset output '%s.png'\n", st->png, fs->stem);
+    w_texts(f, fs, 0);
+    w_plot(f, fs);
+    fprintf(f, "set terminal %s\nset output '%s.svg'\nreplot\n", st->svg, fs->stem);
+    fprintf(f, "set terminal %s\nset output '%s.pdf'\nreplot\n", st->pdf, fs->stem);
+    fprintf(f, "set terminal %s\nset output '%s_latex.tex'\n", st->tex, fs->stem);
+    w_texts(f, fs, 1);
+    fputs("replot\nunset output\n", f);
 }
 
 static deba_status write_fig(const char *dir, const figspec *fs, deba_err *e)
@@ -225,7 +350,79 @@ static int cmp_sweep(const void *x, const void *y)
     return (a->batch_size > b->batch_size) - (a->batch_size < b->batch_size);
 }
 
-static deba_status sweep_figs(const deba_analysis *a, figlist *L, deba_err *e)
+/* Figure 1's reading: what each (arch, dataset) sweep supports (deba_sweep_reading); one series
+ * is its sentence, several are named, as many as fit, then how many more there are. */
+static deba_status sweep_reading(const deba_sweep_row *rows, size_t n, char *out, size_t cap, deba_err *e)
+{
+    size_t nser = 0, said = 0, len = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && !strcmp(rows[j].arch, rows[i].arch) && !strcmp(rows[j].dataset, rows[i].dataset)) j++;
+        nser++;
+        i = j;
+    }
+    out[0] = '\0';
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && !strcmp(rows[j].arch, rows[i].arch) && !strcmp(rows[j].dataset, rows[i].dataset)) j++;
+        deba_sweep_cmp c;
+        char part[400];
+        deba_sweep_compare(rows + i, j - i, rows[i].arch, rows[i].dataset, &c);
+        if (deba_sweep_reading(part, sizeof part, &c)) return deba_err_set(e, DEBA_E_RUNTIME, "sweep reading too long");
+        int m = nser == 1 ? snprintf(out, cap, "%s", part)
+                          : snprintf(out + len, cap - len, "%s%s/%s: %s", len ? " " : "", rows[i].arch, rows[i].dataset,
+                                     part);
+        /* 40 bytes kept for the count of what did not fit */
+        if (m < 0 || len + (size_t)m + 40 >= cap) {
+            out[len] = '\0';
+            break;
+        }
+        len += (size_t)m;
+        said++;
+        i = j;
+    }
+    if (said < nser) return rp_text(out + len, cap - len, e, "%s(%zu more series in the figure)", len ? " " : "",
+                                    nser - said);
+    return DEBA_OK;
+}
+
+/* Figures 4 and 5's reading: the last epoch's mean ± std of each group, and a difference only
+ * where the ±1 std bands are apart, both groups having two seeds or more. */
+static deba_status curve_reading(char *out, size_t cap, int acc, const double fin[2], const double lo[2],
+                                 const double hi[2], const int n[2], deba_err *e)
+{
+    const char *what = acc ? "Final test accuracy" : "Final training loss", *unit = acc ? "%" : "";
+    int prec = acc ? 2 : 4;
+    char v[2][2 * RP_NUM_MAX + 8];
+    for (int k = 0; k < 2; k++) {
+        char m[RP_NUM_MAX], sd[RP_NUM_MAX];
+        deba_status s;
+        if ((s = rp_num(m, sizeof m, e, fin[k], prec, 0)) || (s = rp_num(sd, sizeof sd, e, (hi[k] - lo[k]) / 2, prec, 0)))
+            return s;
+        if (n[k] >= 2) snprintf(v[k], sizeof v[k], "%s ± %s%s", m, sd, unit);
+        else snprintf(v[k], sizeof v[k], "%s%s", m, unit);
+    }
+    if (!n[0] || !n[1]) {
+        int k = n[1] > 0;
+        return rp_text(out, cap, e, "%s of %s (%d seed%s): %s; no %s runs to compare with.", what, k ? "DEBA" : "fixed",
+                       n[k], n[k] == 1 ? "" : "s", v[k], k ? "fixed" : "DEBA");
+    }
+    if (n[0] < 2 || n[1] < 2)
+        return rp_text(out, cap, e, "%s: fixed %s, DEBA %s (%s seed%s): one seed gives no spread, so no difference is "
+                       "claimed.", what, v[0], v[1], n[0] == 1 && n[1] == 1 ? "one" : n[0] == 1 ? "one and more" : "more and one",
+                       n[0] == 1 && n[1] == 1 ? " each" : "s");
+    if (!(hi[1] < lo[0]) && !(lo[1] > hi[0]))
+        return rp_text(out, cap, e, "%s: fixed %s, DEBA %s (mean ± std, %d and %d seeds): the bands overlap at the "
+                       "last epoch, so the figure shows no difference.", what, v[0], v[1], n[0], n[1]);
+    return rp_text(out, cap, e, "%s: DEBA's ±1 std band lies %s fixed's at the last epoch (fixed %s, DEBA %s; %d and %d "
+                   "seeds); the tables give the paired confidence interval.", what, lo[1] > hi[0] ? "above" : "below",
+                   v[0], v[1], n[0], n[1]);
+}
+
+/* Figures 1 and 2: time per epoch (median, min-max over the repeats) and gradient variance
+ * against batch size, one series per (arch, dataset). The reading says a throughput gain only
+ * where deba_sweep_compare finds non-overlapping intervals. */
+static deba_status sweep_figs(const deba_analysis *a, figlist *L, deba_fig_style style, deba_err *e)
 {
     if (!a->nsweep) return DEBA_OK;
     deba_sweep_row *rows = malloc(a->nsweep * sizeof *rows);
@@ -236,56 +433,71 @@ static deba_status sweep_figs(const deba_analysis *a, figlist *L, deba_err *e)
     for (int which = 0; which < 2 && !s; which++) {
         figspec fs;
         memset(&fs, 0, sizeof fs);
+        fs.style = style;
         snprintf(fs.stem, sizeof fs.stem, "%s", which ? "fig2_grad_var_vs_batch" : "fig1_time_vs_batch");
         snprintf(fs.title, sizeof fs.title, "%s",
-                 which ? "Figure 2: gradient variance vs batch size" : "Figure 1: time per epoch vs batch size");
+                 which ? "Gradient variance vs batch size"
+                       : "Time per epoch vs batch size (median and min-max over repeats)");
         snprintf(fs.xlabel, sizeof fs.xlabel, "batch size");
         snprintf(fs.ylabel, sizeof fs.ylabel, "%s", which ? "gradient variance" : "time per epoch (s)");
-        fs.logx = 1;
-        fs.logy = which == 1;
+        fs.logx = 2;
+        fs.logy = which ? 10 : 0;
+        fs.key = "top right";
         fs.s = calloc(a->nsweep, sizeof *fs.s);
         if (!fs.s) { s = deba_err_set(e, DEBA_E_NOMEM, "out of memory"); break; }
+        char reading[512] = "";
         double best_ratio = -1;
         char best[200] = "";
-        for (size_t i = 0; i < a->nsweep;) {
+        for (size_t i = 0; i < a->nsweep && !s;) {
             size_t j = i;
             while (j < a->nsweep && !strcmp(rows[j].arch, rows[i].arch) && !strcmp(rows[j].dataset, rows[i].dataset)) j++;
-            series *se = &fs.s[fs.ns++];
+            series *se = &fs.s[fs.ns];
+            se->kind = which ? SK_LINE : SK_ERR;
+            se->color = nth_color(fs.ns++);
             if ((s = rp_text(se->name, sizeof se->name, e, "%s/%s", rows[i].arch, rows[i].dataset))) break;
-            se->x = malloc((j - i) * sizeof *se->x);
-            se->y = malloc((j - i) * sizeof *se->y);
-            if (!se->x || !se->y) { s = deba_err_set(e, DEBA_E_NOMEM, "out of memory"); break; }
+            if (!series_alloc(se, j - i, !which)) { s = deba_err_set(e, DEBA_E_NOMEM, "out of memory"); break; }
             for (size_t k = i; k < j; k++) {
-                se->x[se->n] = rows[k].batch_size;
-                se->y[se->n++] = which ? rows[k].grad_var : rows[k].epoch_time_s;
+                const deba_sweep_row *r = &rows[k];
+                if (r->steps < 1) continue;   /* did not fit: no point */
+                se->x[se->n] = r->batch_size;
+                se->y[se->n] = which ? r->grad_var : r->epoch_time_s;
+                if (!which) {
+                    /* epoch time is samples per epoch / samples per s: its interval from the
+                     * samples/s interval (an older file without one: the median alone) */
+                    double num = r->epoch_time_s * r->samples_per_s;
+                    int spread = r->repeats >= 2 && r->samples_per_s_min > 0 && r->samples_per_s_max > 0;
+                    se->lo[se->n] = spread ? num / r->samples_per_s_max : r->epoch_time_s;
+                    se->hi[se->n] = spread ? num / r->samples_per_s_min : r->epoch_time_s;
+                }
+                se->n++;
             }
-            double first = se->y[0], last = se->y[se->n - 1];
-            double ratio = which ? (first > 0 ? last / first : NAN) : (last > 0 ? first / last : NAN);
-            if (se->n > 1 && !isnan(ratio) && ratio > best_ratio) {
-                best_ratio = ratio;
-                if ((s = rp_text(best, sizeof best, e, "%s (B=%g → %g)", se->name, se->x[0], se->x[se->n - 1]))) break;
+            if (which == 0) {
+                /* the reading is made after the loop */
+            } else if (se->n > 1 && se->y[0] > 0) {
+                double ratio = se->y[se->n - 1] / se->y[0];
+                if (ratio > best_ratio) {
+                    best_ratio = ratio;
+                    if ((s = rp_text(best, sizeof best, e, "%s, B = %g to %g", se->name, se->x[0], se->x[se->n - 1])))
+                        break;
+                }
             }
             i = j;
         }
-        if (s) { series_free(fs.s, fs.ns); break; }
-        char reading[512], ratio[64];
-        if (!s && best_ratio >= 0 && which == 0) s = rp_num(ratio, sizeof ratio, e, best_ratio, 2, 0);
+        if (!s && which == 0) s = sweep_reading(rows, a->nsweep, reading, sizeof reading, e);
         if (s) {
-        } else if (best_ratio < 0)
-            s = rp_text(reading, sizeof reading, e, "Each series has a single batch size; nothing to compare.");
-        else if (which == 0)
-            s = rp_text(reading, sizeof reading, e, "Time per epoch falls most on %s: %s× from the smallest to the largest "
-                        "batch.", best, ratio);
-        else
-            s = rp_text(reading, sizeof reading, e, "Gradient variance at the largest batch is at most %.3g× that at the "
-                        "smallest (%s).", best_ratio, best);
+        } else if (which == 1 && best_ratio < 0)
+            s = rp_text(reading, sizeof reading, e, "Each series has a single batch size that fit: nothing to compare.");
+        else if (which == 1)
+            s = rp_text(reading, sizeof reading, e, "Gradient variance at the largest batch is at most %.3g× that at "
+                        "the smallest (%s); it is measured on the same samples from the same weights, not timed.",
+                        best_ratio, best);
         if (s || (s = add_fig(L, &fs, reading, e))) series_free(fs.s, fs.ns);
     }
     free(rows);
     return s;
 }
 
-/* Per-epoch mean and sample std over a group's seeds of one trace column. */
+/* Per-epoch mean and ±1 sample std over a group's seeds of one trace column. */
 enum { COL_BATCH, COL_LOSS, COL_ACC };
 
 static double col_of(const deba_trace_row *r, int col)
@@ -293,19 +505,21 @@ static double col_of(const deba_trace_row *r, int col)
     return col == COL_BATCH ? r->batch_size : col == COL_LOSS ? r->train_loss : r->test_acc;
 }
 
-static deba_status group_series(const deba_analysis *a, const deba_group *g, int col, int want_sd, series *se,
-                                deba_err *e)
+static size_t group_len(const deba_analysis *a, const deba_group *g)
 {
     size_t len = 0;
     for (int k = 0; k < g->nseeds; k++) {
         size_t n = a->runs[g->members[k]].run->trace.n;
         if (n > len) len = n;
     }
-    se->x = malloc((len + 1) * sizeof *se->x);
-    se->y = malloc((len + 1) * sizeof *se->y);
-    se->sd = want_sd ? malloc((len + 1) * sizeof *se->sd) : NULL;
+    return len;
+}
+
+static deba_status group_band(const deba_analysis *a, const deba_group *g, int col, series *se, deba_err *e)
+{
+    size_t len = group_len(a, g);
     double *v = malloc(((size_t)g->nseeds + 1) * sizeof *v);
-    if (!se->x || !se->y || (want_sd && !se->sd) || !v) {
+    if (!v || !series_alloc(se, len, 1)) {
         free(v);
         return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
     }
@@ -315,18 +529,73 @@ static deba_status group_series(const deba_analysis *a, const deba_group *g, int
             const deba_trace *tr = &a->runs[g->members[k]].run->trace;
             if (t < tr->n) v[m++] = col_of(&tr->rows[t], col);
         }
+        double mean = deba_mean(v, m), sd = m >= 2 ? deba_std_sample(v, m) : 0.0;
         se->x[se->n] = (double)(t + 1);
-        se->y[se->n] = deba_mean(v, m);
-        if (se->sd) se->sd[se->n] = m >= 2 ? deba_std_sample(v, m) : 0.0;
+        se->y[se->n] = mean;
+        se->lo[se->n] = mean - sd;
+        se->hi[se->n] = mean + sd;
         se->n++;
     }
     free(v);
     return DEBA_OK;
 }
 
-static deba_status trajectory_figs(const deba_analysis *a, figlist *L, deba_err *e)
+static int cmp_double(const void *x, const void *y)
 {
-    /* one figure per dataset, one series per architecture's "deba" group */
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* The per-epoch median batch size over a group's seeds; for an even count the lower median, so
+ * every point is a batch size some seed used (an average would draw sizes that never existed). */
+static deba_status group_median_batch(const deba_analysis *a, const deba_group *g, series *se, deba_err *e)
+{
+    size_t len = group_len(a, g);
+    double *v = malloc(((size_t)g->nseeds + 1) * sizeof *v);
+    if (!v || !series_alloc(se, len + 1, 0)) {
+        free(v);
+        return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    }
+    for (size_t t = 0; t < len; t++) {
+        size_t m = 0;
+        for (int k = 0; k < g->nseeds; k++) {
+            const deba_trace *tr = &a->runs[g->members[k]].run->trace;
+            if (t < tr->n) v[m++] = tr->rows[t].batch_size;
+        }
+        qsort(v, m, sizeof *v, cmp_double);
+        se->x[se->n] = (double)(t + 1);
+        se->y[se->n++] = v[(m - 1) / 2];
+    }
+    /* a step plot holds each value until the next x: one more point closes the last epoch */
+    if (se->n) {
+        se->x[se->n] = se->x[se->n - 1] + 1;
+        se->y[se->n] = se->y[se->n - 1];
+        se->n++;
+    }
+    free(v);
+    return DEBA_OK;
+}
+
+/* One seed's batch size per epoch, closed like the median. */
+static deba_status run_batches(const deba_trace *tr, series *se, deba_err *e)
+{
+    if (!series_alloc(se, tr->n + 1, 0)) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    for (size_t t = 0; t < tr->n; t++) {
+        se->x[se->n] = (double)(t + 1);
+        se->y[se->n++] = tr->rows[t].batch_size;
+    }
+    if (se->n) {
+        se->x[se->n] = se->x[se->n - 1] + 1;
+        se->y[se->n] = se->y[se->n - 1];
+        se->n++;
+    }
+    return DEBA_OK;
+}
+
+/* Figure 3 per dataset: each architecture's DEBA batch size per epoch, one thin step line per
+ * seed and the per-epoch median as a thick one. */
+static deba_status trajectory_figs(const deba_analysis *a, figlist *L, deba_fig_style style, deba_err *e)
+{
     for (size_t i = 0; i < a->ngroups; i++) {
         const deba_group *g0 = &a->groups[i];
         if (strcmp(g0->label, "deba")) continue;
@@ -336,26 +605,42 @@ static deba_status trajectory_figs(const deba_analysis *a, figlist *L, deba_err 
         if (seen) continue;
         figspec fs;
         memset(&fs, 0, sizeof fs);
+        fs.style = style;
         deba_status s;
         if (!deba_name_ok(g0->dataset))
             return deba_err_set(e, DEBA_E_INPUT, "dataset name of group %zu is not a file name", i);
         if ((s = rp_text(fs.stem, sizeof fs.stem, e, "fig3_batch_trajectory_%s", g0->dataset)) ||
-            (s = rp_text(fs.title, sizeof fs.title, e, "Batch size under DEBA per architecture, %s (mean over seeds)",
-                         g0->dataset)))
+            (s = rp_text(fs.title, sizeof fs.title, e, "Batch size under DEBA per architecture, %s (per seed and "
+                         "median)", g0->dataset)))
             return s;
         snprintf(fs.xlabel, sizeof fs.xlabel, "epoch");
         snprintf(fs.ylabel, sizeof fs.ylabel, "batch size");
-        fs.logy = 1;
-        fs.s = calloc(a->ngroups, sizeof *fs.s);
+        fs.logy = 2;
+        fs.key = "bottom right";   /* the batch grows: the lower right stays empty */
+        size_t cap = 0;
+        for (size_t j = i; j < a->ngroups; j++) cap += 1 + (size_t)a->groups[j].nseeds;
+        fs.s = calloc(cap, sizeof *fs.s);
         if (!fs.s) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
         double hi = -1, lo = INFINITY;
         const char *hin = "", *lon = "";
+        size_t narch = 0;
         for (size_t j = i; j < a->ngroups && !s; j++) {
             const deba_group *g = &a->groups[j];
             if (strcmp(g->label, "deba") || strcmp(g->dataset, g0->dataset)) continue;
+            int color = nth_color(narch++);
+            for (int k = 0; k < g->nseeds && !s; k++) {
+                series *se = &fs.s[fs.ns++];
+                se->kind = SK_STEP_THIN;
+                se->color = color;
+                if (fs.ns == 1) snprintf(se->name, sizeof se->name, "one seed (thin)");   /* one key entry for all */
+                s = run_batches(&a->runs[g->members[k]].run->trace, se, e);
+            }
             series *se = &fs.s[fs.ns++];
-            snprintf(se->name, sizeof se->name, "%s", g->arch);   /* a name: shorter than DEBA_NAME_MAX */
-            if ((s = group_series(a, g, COL_BATCH, 0, se, e))) break;
+            se->kind = SK_STEP;
+            se->color = color;
+            if (!s) s = rp_text(se->name, sizeof se->name, e, "%s (median of %d seed%s)", g->arch, g->nseeds,
+                                g->nseeds == 1 ? "" : "s");
+            if (!s) s = group_median_batch(a, g, se, e);
             double last = se->n ? se->y[se->n - 1] : NAN;
             if (last > hi) { hi = last; hin = g->arch; }
             if (last < lo) { lo = last; lon = g->arch; }
@@ -364,11 +649,13 @@ static deba_status trajectory_figs(const deba_analysis *a, figlist *L, deba_err 
         if (!s) s = rp_num(his, sizeof his, e, hi, 0, 0);
         if (!s) s = rp_num(los, sizeof los, e, lo, 0, 0);
         if (s) {
-        } else if (hi == lo)
-            s = rp_text(reading, sizeof reading, e, "Every architecture ends at the same mean batch size (%s).", his);
+        } else if (narch == 1)
+            s = rp_text(reading, sizeof reading, e, "%s ends at a median batch size of %s.", hin, his);
+        else if (hi == lo)
+            s = rp_text(reading, sizeof reading, e, "Every architecture ends at the same median batch size (%s).", his);
         else
-            s = rp_text(reading, sizeof reading, e, "%s ends at the largest mean batch size (%s), %s at the smallest (%s).",
-                        hin, his, lon, los);
+            s = rp_text(reading, sizeof reading, e, "%s ends at the largest median batch size (%s), %s at the smallest "
+                        "(%s).", hin, his, lon, los);
         if (s || (s = add_fig(L, &fs, reading, e))) {
             series_free(fs.s, fs.ns);
             return s;
@@ -377,7 +664,29 @@ static deba_status trajectory_figs(const deba_analysis *a, figlist *L, deba_err 
     return DEBA_OK;
 }
 
-static deba_status curve_figs(const deba_analysis *a, figlist *L, deba_err *e)
+/* ▲/▼ where any seed of group g increased or rolled back its batch, on the curve y (per epoch). */
+static deba_status decision_marks(const deba_analysis *a, const deba_group *g, const series *curve, series *up,
+                                  series *down, deba_err *e)
+{
+    if (!series_alloc(up, curve->n, 0) || !series_alloc(down, curve->n, 0))
+        return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    for (size_t t = 0; t < curve->n; t++) {
+        int inc = 0, rb = 0;
+        for (int k = 0; k < g->nseeds; k++) {
+            const deba_trace *tr = &a->runs[g->members[k]].run->trace;
+            if (t >= tr->n) continue;
+            inc |= tr->rows[t].decision == DEBA_DEC_INCREASE;
+            rb |= tr->rows[t].decision == DEBA_DEC_ROLLBACK;
+        }
+        if (inc) up->x[up->n] = curve->x[t], up->y[up->n++] = curve->y[t];
+        if (rb) down->x[down->n] = curve->x[t], down->y[down->n++] = curve->y[t];
+    }
+    return DEBA_OK;
+}
+
+/* Figures 4 and 5 per (arch, dataset): training loss and test accuracy, fixed and DEBA as mean
+ * ± 1 std over seeds, with DEBA's batch decisions marked. */
+static deba_status curve_figs(const deba_analysis *a, figlist *L, deba_fig_style style, deba_err *e)
 {
     for (size_t i = 0; i < a->ngroups; i++) {
         const deba_group *g0 = &a->groups[i];
@@ -392,7 +701,7 @@ static deba_status curve_figs(const deba_analysis *a, figlist *L, deba_err *e)
         for (int which = 0; which < 2; which++) {
             figspec fs;
             memset(&fs, 0, sizeof fs);
-            fs.band = 1;
+            fs.style = style;
             deba_status s;
             if ((s = rp_text(fs.stem, sizeof fs.stem, e, "%s_%s_%s", which ? "fig5_test_acc" : "fig4_train_loss", g0->arch,
                              g0->dataset)) ||
@@ -401,25 +710,39 @@ static deba_status curve_figs(const deba_analysis *a, figlist *L, deba_err *e)
                 return s;
             snprintf(fs.xlabel, sizeof fs.xlabel, "epoch");
             snprintf(fs.ylabel, sizeof fs.ylabel, "%s", which ? "test accuracy (%)" : "training loss");
-            fs.s = calloc(2, sizeof *fs.s);
+            fs.key = which ? "bottom right" : "top right";
+            fs.s = calloc(4, sizeof *fs.s);
             if (!fs.s) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
-            double fin[2] = {NAN, NAN};
-            int idx[2] = {fi, di};
+            double fin[2] = {NAN, NAN}, lo[2] = {NAN, NAN}, hi[2] = {NAN, NAN};
+            int idx[2] = {fi, di}, n[2] = {0, 0};
             for (int k = 0; k < 2 && !s; k++) {
                 if (idx[k] < 0) continue;
+                const deba_group *g = &a->groups[idx[k]];
                 series *se = &fs.s[fs.ns++];
-                snprintf(se->name, sizeof se->name, "%s (%d seeds)", k ? "DEBA" : "fixed", a->groups[idx[k]].nseeds);
-                s = group_series(a, &a->groups[idx[k]], which ? COL_ACC : COL_LOSS, 1, se, e);
-                if (!s && se->n) fin[k] = se->y[se->n - 1];
+                se->kind = SK_BAND;
+                se->color = k ? C_BLUE : C_BLACK;
+                n[k] = g->nseeds;
+                snprintf(se->name, sizeof se->name, "%s (%d seed%s)", k ? "DEBA" : "fixed", g->nseeds,
+                         g->nseeds == 1 ? "" : "s");
+                s = group_band(a, g, which ? COL_ACC : COL_LOSS, se, e);
+                if (!s && se->n) {
+                    fin[k] = se->y[se->n - 1];
+                    lo[k] = se->lo[se->n - 1];
+                    hi[k] = se->hi[se->n - 1];
+                }
+                if (!s && k == 1) {
+                    series *up = &fs.s[fs.ns++], *down = &fs.s[fs.ns++];
+                    up->kind = SK_UP;
+                    up->color = C_GREEN;
+                    down->kind = SK_DOWN;
+                    down->color = C_VERMILLION;
+                    s = decision_marks(a, g, se, up, down, e);
+                    if (!s && up->n) snprintf(up->name, sizeof up->name, "batch increase");
+                    if (!s && down->n) snprintf(down->name, sizeof down->name, "rollback");
+                }
             }
-            char reading[512], f0[64], f1[64], df[64];
-            if (s) {
-            } else if (which == 0) {
-                s = rp_text(reading, sizeof reading, e, "Final training loss: fixed %.4g, DEBA %.4g.", fin[0], fin[1]);
-            } else if (!(s = rp_num(f0, sizeof f0, e, fin[0], 2, 0)) && !(s = rp_num(f1, sizeof f1, e, fin[1], 2, 0)) &&
-                       !(s = rp_num(df, sizeof df, e, fin[1] - fin[0], 2, 1))) {
-                s = rp_text(reading, sizeof reading, e, "Final test accuracy: fixed %s%%, DEBA %s%% (%s points).", f0, f1, df);
-            }
+            char reading[512];
+            if (!s) s = curve_reading(reading, sizeof reading, which, fin, lo, hi, n, e);
             if (s || (s = add_fig(L, &fs, reading, e))) {
                 series_free(fs.s, fs.ns);
                 return s;
@@ -429,13 +752,14 @@ static deba_status curve_figs(const deba_analysis *a, figlist *L, deba_err *e)
     return DEBA_OK;
 }
 
-deba_status rp_write_figures(const deba_analysis *a, const char *dir, rp_figure **figs, size_t *nfigs,
-                             deba_report_result *res, deba_err *e)
+deba_status rp_write_figures(const deba_analysis *a, const char *dir, deba_fig_style style, rp_figure **figs,
+                             size_t *nfigs, deba_report_result *res, deba_err *e)
 {
     figlist L = {0};
-    deba_status s = sweep_figs(a, &L, e);
-    if (!s) s = trajectory_figs(a, &L, e);
-    if (!s) s = curve_figs(a, &L, e);
+    if ((unsigned)style >= DEBA_FIG_STYLE_COUNT) return deba_err_set(e, DEBA_E_INPUT, "unknown figure style %d", (int)style);
+    deba_status s = sweep_figs(a, &L, style, e);
+    if (!s) s = trajectory_figs(a, &L, style, e);
+    if (!s) s = curve_figs(a, &L, style, e);
     /* Everything is made in a private directory (mkdtemp: 0700, unpredictable name) and renamed
      * into place: gnuplot opens its outputs by name, without O_EXCL or O_NOFOLLOW. */
     char priv[PATH_MAX] = "";
@@ -462,8 +786,14 @@ deba_status rp_write_figures(const deba_analysis *a, const char *dir, rp_figure 
                         ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
                     }
                     rp_figure *f = &L.figs[i + k];
+                    char latex[sizeof f->name + 8];
+                    snprintf(latex, sizeof latex, "%s_latex", f->name);   /* fits: 192 + 6 */
                     f->has_png = move_out(priv, dir, f->name, "png", ok);
                     f->has_svg = move_out(priv, dir, f->name, "svg", ok);
+                    f->has_pdf = move_out(priv, dir, f->name, "pdf", ok);
+                    /* cairolatex: the .tex and the .pdf it includes, both or neither */
+                    int tex = ok && move_out(priv, dir, latex, "pdf", 1);
+                    f->has_tex = move_out(priv, dir, latex, "tex", tex);
                     if (!ok) res->gnuplot_failed++;
                     res->pngs += f->has_png;
                 }

@@ -10,15 +10,68 @@
 #include <strings.h>
 #include "deba/csv.h"
 
-static deba_status note(deba_report_data *d, deba_err *e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Each inconsistency is one place in the paper; places that share a root cause (the same wrong
+ * number quoted in several sections) are grouped under it. `cause` is the root cause's key,
+ * `why` its explanation (the tool's words); a new key opens a new root cause. */
+static deba_status note(deba_report_data *d, deba_err *e, const char *cause, const char *why, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
-static deba_status note(deba_report_data *d, deba_err *e, const char *fmt, ...)
+static deba_status add_cause(deba_report_data *d, const char *key, const char *why, int *idx, deba_err *e)
 {
+    for (size_t i = 0; i < d->ncauses; i++) {
+        const char *k = d->causes[i];   /* "key\twhy" */
+        size_t l = strlen(key);
+        if (!strncmp(k, key, l) && k[l] == '\t') {
+            *idx = (int)i;
+            return DEBA_OK;
+        }
+    }
+    char **c = realloc(d->causes, (d->ncauses + 1) * sizeof *c);
+    if (!c) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    d->causes = c;
+    if (asprintf(&c[d->ncauses], "%s\t%s", key, why) < 0) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    *idx = (int)d->ncauses++;
+    return DEBA_OK;
+}
+
+static deba_status note(deba_report_data *d, deba_err *e, const char *cause, const char *why, const char *fmt, ...)
+{
+    int ci = -1;
+    deba_status st = add_cause(d, cause, why, &ci, e);
+    if (st) return st;
+    int *nc = realloc(d->note_cause, (d->nnotes + 1) * sizeof *nc);
+    if (!nc) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
+    d->note_cause = nc;
     va_list ap;
     va_start(ap, fmt);
-    deba_status st = deba_strlist_push(&d->notes, &d->nnotes, e, fmt, ap);
+    st = deba_strlist_push(&d->notes, &d->nnotes, e, fmt, ap);
     va_end(ap);
+    if (!st) nc[d->nnotes - 1] = ci;
     return st;
+}
+
+/* The explanation of root cause i (after the key and its tab). */
+static const char *cause_text(const deba_report_data *d, size_t i)
+{
+    const char *t = strchr(d->causes[i], '\t');
+    return t ? t + 1 : d->causes[i];
+}
+
+void rp_causes_md(FILE *f, const deba_report_data *d)
+{
+    for (size_t c = 0; c < d->ncauses; c++) {
+        size_t n = 0;
+        for (size_t i = 0; i < d->nnotes; i++) n += d->note_cause[i] == (int)c;
+        fprintf(f, "%zu. ", c + 1);
+        rp_md(f, cause_text(d, c));
+        fprintf(f, " (%zu place%s):\n", n, n == 1 ? "" : "s");
+        for (size_t i = 0; i < d->nnotes; i++)
+            if (d->note_cause[i] == (int)c) {
+                fputs("   - ", f);
+                rp_md(f, d->notes[i]);
+                fputc('\n', f);
+            }
+    }
 }
 
 /* ---- reading the transcribed tables ---- */
@@ -101,11 +154,12 @@ static deba_status load_t2(const char *dir, deba_report_data *d, deba_err *e)
         GROW(d->t2, d->n2);
         if (s) break;
         deba_t2_row *r = &d->t2[d->n2];
+        r->dacc = DEBA_PD_NONE;
         double seeds;
         if ((s = cell_name(&p, i, 0, r->arch, e)) || (s = cell_name(&p, i, 1, r->dataset, e)) ||
             (s = cell_num(&p, i, 2, &seeds, e)) || (s = deba_table_double(p.t, i, p.col[3], &r->S_mean, e)) ||
             (s = deba_table_double(p.t, i, p.col[4], &r->S_std, e)) || (s = cell_name(&p, i, 5, r->printed, e)) ||
-            (s = cell_num(&p, i, 6, &r->dacc, e)))
+            (s = cell_num(&p, i, 6, &r->dacc.mean, e)))
             break;
         r->seeds = isnan(seeds) ? 0 : (int)seeds;
         r->archetype = deba_archetype_classify(r->S_mean, r->S_std);
@@ -124,7 +178,7 @@ static deba_status load_t3(const char *dir, deba_report_data *d, deba_err *e)
         GROW(d->t3, d->n3);
         if (s) break;
         deba_t3_row *r = &d->t3[d->n3];
-        r->dacc = r->speedup = (deba_ms){NAN, NAN, 0};
+        r->dacc = r->speedup = DEBA_PD_NONE;
         if ((s = cell_name(&p, i, 0, r->arch, e)) || (s = cell_name(&p, i, 1, r->dataset, e)) ||
             (s = cell_name(&p, i, 2, r->label, e)) || (s = cell_num(&p, i, 3, &r->dacc.mean, e)) ||
             (s = cell_num(&p, i, 4, &r->speedup.mean, e)))
@@ -178,7 +232,8 @@ static deba_status load_t4(const char *dir, deba_report_data *d, t4_extra **extr
         if (s) break;
         deba_t4_row *r = &d->t4[d->n4];
         deba_ms none = {NAN, NAN, 0};
-        r->acc_fixed = r->acc_deba = r->dacc = r->time_fixed = r->time_deba = r->speedup = none;
+        r->acc_fixed = r->acc_deba = r->time_fixed = r->time_deba = none;
+        r->dacc = r->speedup = DEBA_PD_NONE;
         r->speedup_x = r->throughput_x = NAN;
         if ((s = cell_name(&p, i, 0, r->arch, e)) || (s = cell_name(&p, i, 1, r->dataset, e)) ||
             (s = cell_num(&p, i, 2, &r->dacc.mean, e)) || (s = cell_num(&p, i, 3, &r->throughput_x, e)) ||
@@ -261,7 +316,7 @@ static double eval_check(const deba_report_data *d, const char *check, char *des
     } else if (!strcmp(k, "t2") && nf == 3) {
         const deba_t2_row *r = t2_get(d, f[1]);
         if (r) {
-            v = !strcmp(f[2], "S_mean") ? r->S_mean : !strcmp(f[2], "S_std") ? r->S_std : r->dacc;
+            v = !strcmp(f[2], "S_mean") ? r->S_mean : !strcmp(f[2], "S_std") ? r->S_std : r->dacc.mean;
             snprintf(desc, cap, "Table 2 gives %s %s", f[1],
                      !strcmp(f[2], "S_mean") ? "S̄" : !strcmp(f[2], "S_std") ? "σ_S" : "ΔAcc");
         }
@@ -371,20 +426,66 @@ static double eval_check(const deba_report_data *d, const char *check, char *des
     return v;
 }
 
+/* causes.csv: the root causes claims.csv names, key → explanation. */
+static deba_status load_causes(const char *dir, deba_table **t, size_t col[2], deba_err *e)
+{
+    static const char *const cols[] = {"cause", "explanation"};
+    ptab p;
+    deba_status s = open_tab(dir, "causes.csv", cols, 2, &p, e);
+    if (s) return s;
+    *t = p.t;
+    col[0] = p.col[0];
+    col[1] = p.col[1];
+    return DEBA_OK;
+}
+
+/* A claim's root cause: its `cause` key explained by causes.csv, else (no key) the computed
+ * fact it contradicts, so two claims contradicted by the same number group together. */
+static deba_status claim_cause(const ptab *p, size_t row, const deba_table *causes, const size_t *ccol,
+                               const char *fact, const char **key, const char **why, deba_err *e)
+{
+    const char *k = deba_table_str(p->t, row, p->col[6]);
+    *key = *why = fact;
+    if (!*k) return DEBA_OK;
+    for (size_t i = 0; i < deba_table_nrows(causes); i++)
+        if (!strcmp(deba_table_str(causes, i, ccol[0]), k)) {
+            *key = k;
+            *why = deba_table_str(causes, i, ccol[1]);
+            return DEBA_OK;
+        }
+    return deba_err_set(e, DEBA_E_INPUT, "%s:%zu: column 'cause': '%s' is not in causes.csv", deba_table_path(p->t),
+                        deba_table_line(p->t, row), k);
+}
+
 static deba_status check_claims(const char *dir, deba_report_data *d, deba_err *e)
 {
-    static const char *const cols[] = {"section", "claim", "check", "op", "printed", "tol"};
+    /* claim: the paper's words, verbatim (" ... " where words are left out); note: the tool's
+     * remark, printed outside the quotation marks */
+    static const char *const cols[] = {"section", "claim", "check", "op", "printed", "tol", "cause", "note"};
     ptab p;
-    deba_status s = open_tab(dir, "claims.csv", cols, 6, &p, e);
+    deba_table *causes = NULL;
+    size_t ccol[2];
+    deba_status s = open_tab(dir, "claims.csv", cols, 8, &p, e);
     if (s) return s;
+    if ((s = load_causes(dir, &causes, ccol, e))) {
+        deba_table_free(p.t);
+        return s;
+    }
     for (size_t i = 0; !s && i < deba_table_nrows(p.t); i++) {
         const char *sec = deba_table_str(p.t, i, p.col[0]);
         const char *claim = deba_table_str(p.t, i, p.col[1]);
         const char *check = deba_table_str(p.t, i, p.col[2]);
         const char *op = deba_table_str(p.t, i, p.col[3]);
+        const char *rem = deba_table_str(p.t, i, p.col[7]);
+        char remark[600] = "";
+        if (*rem && (s = rp_text(remark, sizeof remark, e, " (%.500s)", rem))) break;
+        const char *key, *why;
         d->nchecks++;
         if (!strcmp(check, "note")) {
-            s = note(d, e, "%s (read, not computed): %s.", sec, claim);
+            char fact[700];
+            if ((s = rp_text(fact, sizeof fact, e, "%s: %s", sec, rem))) break;
+            if (!(s = claim_cause(&p, i, causes, ccol, fact, &key, &why, e)))
+                s = note(d, e, key, why, "%s (read, not computed): \"%s\"%s.", sec, claim, remark);
             continue;
         }
         double printed, tol;
@@ -411,14 +512,17 @@ static deba_status check_claims(const char *dir, deba_report_data *d, deba_err *
                              deba_table_path(p.t), deba_table_line(p.t, i), op);
             break;
         }
-        if (!ok)
-        {
-            char val[64] = "";
+        if (!ok) {
+            char val[64] = "", fact[600];
             if (!counted) snprintf(val, sizeof val, " %.4g", v);
-            s = note(d, e, "%s: \"%s\" — the text says %s%g, but %s%s [check %s].", sec, claim,
-                     !strcmp(op, "eq") ? "" : !strcmp(op, "ge") ? "≥ " : "≤ ", printed, desc, val, check);
+            if ((s = rp_text(fact, sizeof fact, e, "%s%s", desc, val)) ||
+                (s = claim_cause(&p, i, causes, ccol, fact, &key, &why, e)))
+                break;
+            s = note(d, e, key, why, "%s: \"%s\"%s — the text says %s%g, but %s [check %s].", sec, claim, remark,
+                     !strcmp(op, "eq") ? "" : !strcmp(op, "ge") ? "≥ " : "≤ ", printed, fact, check);
         }
     }
+    deba_table_free(causes);
     deba_table_free(p.t);
     return s;
 }
@@ -433,7 +537,8 @@ static deba_status check_derived(deba_report_data *d, const t4_extra *x, deba_er
         const deba_t2_row *r = &d->t2[i];
         d->nchecks++;
         if (r->printed[0] && strcasecmp(r->printed, deba_archetype_name(r->archetype)))
-            s = note(d, e, "Table 2: %s is printed as %s, but S̄ = %.3f, σ_S = %.3f make it %s (SPEC §5 rule).",
+            s = note(d, e, r->arch, "Table 2 prints an archetype its own (S̄, σ_S) do not give",
+                     "Table 2: %s is printed as %s, but S̄ = %.3f, σ_S = %.3f make it %s (SPEC §5 rule).",
                      r->arch, r->printed, r->S_mean, r->S_std, deba_archetype_name(r->archetype));
     }
     /* Table 3: Degraded and Mean |ΔAcc| rows */
@@ -460,11 +565,13 @@ static deba_status check_derived(deba_report_data *d, const t4_extra *x, deba_er
             if (drop == p->degraded && strcmp(p->label, "deba"))
                 snprintf(alt, sizeof alt, " The printed %d/%d matches a different reading, a drop of ≥1 point from the "
                          "Baseline column, which the other columns of the same row do not follow.", p->degraded, p->of);
-            s = note(d, e, "Table 3, %s: \"Degraded (≥1pt)\" is printed %d/%d, but %d/%d architectures have ΔAcc ≤ −1.%s",
+            s = note(d, e, "t3-degraded", "Table 3's \"Degraded (≥1pt)\" row does not count its own column",
+                     "Table 3, %s: \"Degraded (≥1pt)\" is printed %d/%d, but %d/%d architectures have ΔAcc ≤ −1.%s",
                      deba_condition_name(p->label), p->degraded, p->of, deg, of, alt);
         }
         if (!s && !isnan(p->mean_abs_dacc) && fabs(p->mean_abs_dacc - mabs) > 0.005 + 1e-9)
-            s = note(d, e, "Table 3, %s: \"Mean |ΔAcc|\" is printed %.2f, but (%s)/%d = %.2f.",
+            s = note(d, e, "t3-mean", "Table 3's \"Mean |ΔAcc|\" row is not the mean of its own column",
+                     "Table 3, %s: \"Mean |ΔAcc|\" is printed %.2f, but (%s)/%d = %.2f.",
                      deba_condition_name(p->label), p->mean_abs_dacc, vals, of, mabs);
     }
     /* Table 4: speedup × from speedup %, against the printed throughput × */
@@ -476,7 +583,8 @@ static deba_status check_derived(deba_report_data *d, const t4_extra *x, deba_er
         if (same_runs) {
             d->nchecks++;
             if (!isnan(r->dacc.mean) && fabs(b->dacc.mean - r->dacc.mean) > 0.005 + 1e-9)
-                s = note(d, e, "%s/%s: ΔAcc is %+.2f in Table 4 but %+.2f in Table 3's Baseline column.", r->arch,
+                s = note(d, e, "t3-t4-dacc", "Table 3's Baseline column and Table 4 give the same runs different ΔAcc",
+                         "%s/%s: ΔAcc is %+.2f in Table 4 but %+.2f in Table 3's Baseline column.", r->arch,
                          r->dataset, r->dacc.mean, b->dacc.mean);
             if (isnan(r->speedup.mean)) r->speedup.mean = b->speedup.mean;
         }
@@ -489,7 +597,8 @@ static deba_status check_derived(deba_report_data *d, const t4_extra *x, deba_er
         double dx = 100.0 / (100.0 - (r->speedup.mean + sp_half)) - r->speedup_x;
         double tol = x[i].thr_half + dx + 0.02 * r->speedup_x;
         if (fabs(r->speedup_x - r->throughput_x) > tol)
-            s = note(d, e, "%s/%s: a speedup of %.1f%% (%s) is %.2f× faster, but Table 4 prints a %.2f× throughput "
+            s = note(d, e, "t4-throughput", "Table 4's throughput (×) does not follow from the speedup (%) of the same runs",
+                     "%s/%s: a speedup of %.1f%% (%s) is %.2f× faster, but Table 4 prints a %.2f× throughput "
                      "(%.2f× would be a %.1f%% speedup).", r->arch, r->dataset, r->speedup.mean,
                      x[i].source[0] ? x[i].source : "Table 3, Baseline column", r->speedup_x, r->throughput_x,
                      r->throughput_x, 100.0 * (1.0 - 1.0 / r->throughput_x));
@@ -499,7 +608,7 @@ static deba_status check_derived(deba_report_data *d, const t4_extra *x, deba_er
     char ex[1024] = "";
     for (size_t i = 0; i < d->n2 && !s; i++) {
         const deba_t2_row *r = &d->t2[i];
-        if (isnan(r->dacc)) continue;
+        if (isnan(r->dacc.mean)) continue;
         double v[3] = {NAN, NAN, NAN};
         int nv = 0;
         double sum = 0;
@@ -512,18 +621,19 @@ static deba_status check_derived(deba_report_data *d, const t4_extra *x, deba_er
         v[2] = sum / nv;
         nall++;
         int match = 0;
-        for (int k = 0; k < 3; k++) match |= !isnan(v[k]) && fabs(v[k] - r->dacc) <= 0.05 + 1e-9;
+        for (int k = 0; k < 3; k++) match |= !isnan(v[k]) && fabs(v[k] - r->dacc.mean) <= 0.05 + 1e-9;
         if (!match) {
             nmis++;
             size_t l = strlen(ex);
-            snprintf(ex + l, sizeof ex - l, "%s%s %+.1f vs %+.2f/%+.2f (mean %+.2f)", l ? "; " : "", r->arch, r->dacc,
+            snprintf(ex + l, sizeof ex - l, "%s%s %+.1f vs %+.2f/%+.2f (mean %+.2f)", l ? "; " : "", r->arch, r->dacc.mean,
                      v[0], v[1], v[2]);
         }
     }
     if (!s && nall) {
         d->nchecks++;
         if (nmis)
-            s = note(d, e, "Table 2's ΔAcc column matches neither Table 4's CIFAR-10 nor CIFAR-100 value nor their mean "
+            s = note(d, e, "t2-t4-dacc", "Table 2's ΔAcc column is not Table 4's",
+                     "Table 2's ΔAcc column matches neither Table 4's CIFAR-10 nor CIFAR-100 value nor their mean "
                      "for %d of %d architectures: %s. §5.2 profiles with 3 seeds (2, 42, 199) while Table 4 uses 5, so "
                      "these may be other runs, but the paper does not say which.", nmis, nall, ex);
     }

@@ -65,14 +65,17 @@ static void header_line(FILE *f, const ctx_t *c)
     const deba_report_data *d = c->d;
     if (d->paper) {
         fprintf(f, "Paper mode: the numbers published in the DEBA paper, rendered in the report's layouts with "
-                   "every derived number recomputed; %zu checks, %zu disagreements.\n", d->nchecks, d->nnotes);
+                   "every derived number recomputed; %zu checks, %zu root causes of disagreement (%zu places).\n",
+                d->nchecks, d->ncauses, d->nnotes);
         return;
     }
     const deba_analysis *a = d->analysis;
     size_t inc = 0;
     for (size_t i = 0; i < a->nruns; i++) inc += a->runs[i].included != 0;
-    fprintf(f, "%zu runs found, %zu completed and averaged, %zu left out; %zu groups (arch, dataset, label).\n",
-            a->nruns, inc, a->nruns - inc, a->ngroups);
+    fprintf(f, "%zu runs found, %zu completed and averaged, %zu left out; %zu groups (arch, dataset, label and "
+               "configuration). ΔAcc and speedup are means of per-seed differences against the fixed run of the same "
+               "seed and configuration, with 95%% confidence intervals (%s).\n",
+            a->nruns, inc, a->nruns - inc, a->ngroups, a->ci == DEBA_CI_BOOTSTRAP ? "percentile bootstrap" : "Student t");
 }
 
 static void w_index_md(FILE *f, const void *p)
@@ -108,14 +111,37 @@ static void w_index_md(FILE *f, const void *p)
             fputc('\n', f);
         }
     }
-    if (d->paper) {
-        fprintf(f, "## Inconsistencies in the paper\n\n%zu found (details in [inconsistencies.md](inconsistencies.md)):\n\n",
-                d->nnotes);
-        for (size_t i = 0; i < d->nnotes; i++) {
-            fprintf(f, "%zu. ", i + 1);
-            rp_md(f, d->notes[i]);
+    if (a && a->nverdicts) {
+        fputs("## Profile verdicts (deba-profile)\n\n", f);
+        for (size_t i = 0; i < a->nverdicts; i++) {
+            const deba_verdict *v = &a->verdicts[i];
+            fputs("### ", f);
+            rp_md(f, v->arch);
+            fputc('/', f);
+            rp_md(f, v->dataset);
+            fputs("\n\n", f);
+            for (size_t k = 0; k < v->n; k++)   /* the one-line recommendation first */
+                if (!strcmp(v->keys[k], "recommendation")) {
+                    fputs("**Recommendation:** ", f);
+                    rp_md(f, v->values[k]);
+                    fputs("\n\n", f);
+                }
+            for (size_t k = 0; k < v->n; k++) {
+                if (!strcmp(v->keys[k], "recommendation")) continue;
+                fputs("- ", f);
+                rp_md(f, v->keys[k]);
+                fputs(": ", f);
+                rp_md(f, v->values[k]);
+                fputc('\n', f);
+            }
             fputc('\n', f);
         }
+    }
+    if (d->paper) {
+        fprintf(f, "## Inconsistencies in the paper\n\n%zu root causes, %zu places (details in "
+                   "[inconsistencies.md](inconsistencies.md)). Text in quotation marks is the paper's, verbatim; the "
+                   "rest is the report's.\n\n", d->ncauses, d->nnotes);
+        rp_causes_md(f, d);
         fputc('\n', f);
     }
     fputs("## Tables\n\n", f);
@@ -207,12 +233,48 @@ static void w_index_html(FILE *f, const void *p)
         }
         fputs("</ul>\n", f);
     }
+    if (a && a->nverdicts) {
+        fputs("<h2>Profile verdicts (deba-profile)</h2>\n", f);
+        for (size_t i = 0; i < a->nverdicts; i++) {
+            const deba_verdict *v = &a->verdicts[i];
+            fputs("<h3>", f);
+            rp_html(f, v->arch);
+            fputc('/', f);
+            rp_html(f, v->dataset);
+            fputs("</h3>\n", f);
+            for (size_t k = 0; k < v->n; k++)
+                if (!strcmp(v->keys[k], "recommendation")) {
+                    fputs("<p><b>Recommendation:</b> ", f);
+                    rp_html(f, v->values[k]);
+                    fputs("</p>\n", f);
+                }
+            fputs("<ul>\n", f);
+            for (size_t k = 0; k < v->n; k++) {
+                if (!strcmp(v->keys[k], "recommendation")) continue;
+                fputs("<li>", f);
+                rp_html(f, v->keys[k]);
+                fputs(": ", f);
+                rp_html(f, v->values[k]);
+                fputs("</li>\n", f);
+            }
+            fputs("</ul>\n", f);
+        }
+    }
     if (d->paper && d->nnotes) {
-        fputs("<h2>Inconsistencies in the paper</h2>\n<ol>\n", f);
-        for (size_t i = 0; i < d->nnotes; i++) {
+        fprintf(f, "<h2>Inconsistencies in the paper</h2>\n<p>%zu root causes, %zu places.</p>\n<ol>\n", d->ncauses,
+                d->nnotes);
+        for (size_t c = 0; c < d->ncauses; c++) {
+            const char *why = strchr(d->causes[c], '\t');
             fputs("<li>", f);
-            rp_html(f, d->notes[i]);
-            fputs("</li>\n", f);
+            rp_html(f, why ? why + 1 : d->causes[c]);
+            fputs("\n<ul>\n", f);
+            for (size_t i = 0; i < d->nnotes; i++)
+                if (d->note_cause[i] == (int)c) {
+                    fputs("<li>", f);
+                    rp_html(f, d->notes[i]);
+                    fputs("</li>\n", f);
+                }
+            fputs("</ul></li>\n", f);
         }
         fputs("</ol>\n", f);
     }
@@ -252,12 +314,11 @@ static void w_inconsistencies(FILE *f, const void *p)
     const deba_report_data *d = p;
     fprintf(f, "# Where the DEBA paper disagrees with its own numbers\n\n"
                "%zu checks recomputed derived numbers from the transcribed inputs (data/paper/*.csv) and "
-               "compared prose claims with the tables; %zu disagree.\n\n", d->nchecks, d->nnotes);
-    for (size_t i = 0; i < d->nnotes; i++) {
-        fprintf(f, "%zu. ", i + 1);
-        rp_md(f, d->notes[i]);
-        fputc('\n', f);
-    }
+               "compared prose claims with the tables; %zu disagree, from %zu root causes. Each root cause is "
+               "listed once with every place it shows up. Text in quotation marks is the paper's, verbatim "
+               "(\" ... \" where words are left out); the rest, remarks in parentheses included, is the "
+               "report's.\n\n", d->nchecks, d->nnotes, d->ncauses);
+    rp_causes_md(f, d);
 }
 
 static deba_status mkdir_one(const char *path, deba_err *e)
@@ -295,7 +356,7 @@ deba_status deba_report_write(const deba_report_data *d, const deba_report_opts 
     }
     if (!s && (o->formats & DEBA_REPORT_CSV)) s = rp_write_csv(d, tdir, e);
     if (!s && o->figures && d->analysis) {
-        if (!(s = mkdir_one(fdir, e))) s = rp_write_figures(d->analysis, fdir, &figs, &nfigs, res, e);
+        if (!(s = mkdir_one(fdir, e))) s = rp_write_figures(d->analysis, fdir, o->style, &figs, &nfigs, res, e);
     }
     ctx_t c = {d, tables, figs, nfigs, o, res, fdir, NULL};
     if (!s && d->paper) {

@@ -26,13 +26,14 @@ typedef struct {
     int seeds;                          /* 0 when unknown */
     double S_mean, S_std;
     deba_archetype archetype;           /* always recomputed from (S_mean, S_std) */
-    double dacc;                        /* ΔAcc of DEBA, NAN when none */
+    deba_pd dacc;                       /* ΔAcc of DEBA (paper: mean only), mean NAN when none */
     char printed[64];                   /* archetype the source printed ("" when none) */
 } deba_t2_row;
 
 typedef struct {
     char arch[DEBA_NAME_MAX], dataset[DEBA_NAME_MAX], label[DEBA_NAME_MAX];
-    deba_ms dacc, speedup;              /* speedup % */
+    const char *config;                 /* the group's configuration tag (deba_group.config) or NULL */
+    deba_pd dacc, speedup;              /* speedup %; paper mode: mean only (n = 0) */
 } deba_t3_row;
 
 /* What the paper prints below Table 3 for one condition (paper mode only). */
@@ -44,7 +45,9 @@ typedef struct {
 
 typedef struct {
     char arch[DEBA_NAME_MAX], dataset[DEBA_NAME_MAX];
-    deba_ms acc_fixed, acc_deba, dacc, time_fixed, time_deba, speedup;
+    const char *config;                 /* configuration tag of the DEBA (else fixed) group, or NULL */
+    deba_ms acc_fixed, acc_deba, time_fixed, time_deba;   /* per group: mean ± std */
+    deba_pd dacc, speedup;              /* paired per seed: mean [95% CI]; paper mode: mean only */
     double speedup_x;                   /* T_fixed / T_deba, or from speedup % */
     double throughput_x;                /* mean samples/s ratio (printed in paper mode) */
 } deba_t4_row;
@@ -56,7 +59,9 @@ typedef struct {
     deba_t3_printed *t3p; size_t n3p;
     deba_t4_row *t4; size_t n4;
     const deba_analysis *analysis;      /* runs mode: curves, sweep, warnings; NULL in paper mode */
-    char **notes; size_t nnotes;        /* paper mode: inconsistencies found */
+    char **notes; size_t nnotes;        /* paper mode: inconsistencies found, one per place */
+    int *note_cause;                    /* paper mode: nnotes indices into causes */
+    char **causes; size_t ncauses;      /* paper mode: root causes (the tool's explanation) */
     size_t nchecks;                     /* paper mode: how many checks were made */
     int paper;
 } deba_report_data;
@@ -69,12 +74,20 @@ deba_status deba_report_from_analysis(const deba_analysis *a, deba_report_data *
 deba_status deba_report_from_paper(const char *dir, deba_report_data *d, deba_err *e);
 void deba_report_data_free(deba_report_data *d);
 
+/* Figure sizes and fonts (--style): screen (960×600 px, 10 pt, titled) or paper (one column,
+ * 3.5 in × 2.45 in, 8 pt, no title: the caption carries it). */
+typedef enum { DEBA_FIG_SCREEN, DEBA_FIG_PAPER, DEBA_FIG_STYLE_COUNT } deba_fig_style;
+
 typedef struct {
     const char *out_dir;
     unsigned formats;
     int figures;                        /* 0: --no-figures */
     int quiet;
+    deba_fig_style style;               /* figures' style; 0 (screen) when not set */
 } deba_report_opts;
+
+/* Paper mode's root causes with their places: "1. <cause>" then its items, in Markdown. */
+void rp_causes_md(FILE *f, const deba_report_data *d);
 
 /* What deba_report_write did, for the tool's summary. */
 typedef struct {
@@ -90,7 +103,7 @@ deba_status deba_report_write(const deba_report_data *d, const deba_report_opts 
 /* ---- internals shared by the report/ sources ---- */
 #define RP_MAXCOLS 24
 typedef struct {
-    char id[32], title[256], reading[1024];
+    char id[32], title[256], reading[2048];   /* title: "Table N: caption" (Markdown, HTML) */
     int ncols;
     char head[RP_MAXCOLS][96];          /* a condition name (< DEBA_NAME_MAX) and " Speedup (%)" */
     char align[RP_MAXCOLS];
@@ -124,6 +137,19 @@ void rp_html(FILE *f, const char *s);
 int rp_fmt(char *buf, size_t cap, double v, int prec, int sign);
 /* "v ± sd" (the ± part left out when sd is NAN); at most 2 RP_NUM_MAX + 4 bytes. 0 or -1 as rp_fmt. */
 int rp_fmt_ms(char *buf, size_t cap, deba_ms m, int prec, int sign);
+/* A paired comparison as a table cell: "+2.50 [-3.85, +8.85]" (mean [95% CI]; sign as rp_fmt for
+ * the mean, the bounds always signed), "+2.50 (n=1)" with
+ * one seed, the mean alone when no seed data exist (paper mode), "—" without a mean; at most
+ * 3 RP_NUM_MAX + 8 bytes. 0 or -1 as rp_fmt. */
+int rp_fmt_pd(char *buf, size_t cap, deba_pd d, int prec, int sign);
+/* A paired comparison in a sentence, in `unit` ("points", "%"): "+2.5 points (95% CI +1.2 to +3.8,
+ * n = 3)" when the interval excludes 0, "no measurable difference (95% CI −3.1 to +4.2 points,
+ * n = 3)" when it spans 0, "no difference in any of the 3 seeds" when every difference is 0,
+ * "+2.5 points, one seed: no uncertainty estimate" for n = 1, "no
+ * seed ran both" for n = 0 with no mean, "+2.5 points (as printed, no interval)" for paper mode. */
+deba_status rp_pd_phrase(char *buf, size_t cap, deba_err *e, deba_pd d, int prec, const char *unit);
+/* 1 when the interval lies above 0, -1 below 0, 0 when it spans 0 or there is none. */
+int rp_pd_sign(deba_pd d);
 /* rp_fmt that fails with DEBA_E_RUNTIME instead of leaving a cut number. */
 deba_status rp_num(char *buf, size_t cap, deba_err *e, double v, int prec, int sign);
 /* snprintf that fails instead of cutting: rp_path with DEBA_E_INPUT naming the start of the
@@ -142,11 +168,12 @@ typedef struct {
     char title[256];
     char reading[512];
     int has_png, has_svg;
+    int has_pdf, has_tex;               /* <name>.pdf; <name>_latex.tex with <name>_latex.pdf */
 } rp_figure;
 
 /* Writes each figure's .dat and .gp under fig_dir and runs gnuplot on them when found. */
-deba_status rp_write_figures(const deba_analysis *a, const char *fig_dir, rp_figure **figs, size_t *nfigs,
-                             deba_report_result *res, deba_err *e);
+deba_status rp_write_figures(const deba_analysis *a, const char *fig_dir, deba_fig_style style, rp_figure **figs,
+                             size_t *nfigs, deba_report_result *res, deba_err *e);
 
 /* Atomic write of a whole text file built by a callback. */
 typedef void (*rp_writer)(FILE *f, const void *ctx);

@@ -32,6 +32,53 @@ int rp_fmt_ms(char *buf, size_t cap, deba_ms m, int prec, int sign)
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+int rp_fmt_pd(char *buf, size_t cap, deba_pd d, int prec, int sign)
+{
+    char m[RP_NUM_MAX], lo[RP_NUM_MAX], hi[RP_NUM_MAX];
+    if (rp_fmt(m, sizeof m, d.mean, prec, sign)) return -1;
+    int n;
+    if (isnan(d.mean)) n = snprintf(buf, cap, "—");
+    else if (d.n >= 2 && !isnan(d.lo) && !isnan(d.hi)) {
+        if (rp_fmt(lo, sizeof lo, d.lo, prec, 1) || rp_fmt(hi, sizeof hi, d.hi, prec, 1)) return -1;
+        n = snprintf(buf, cap, "%s [%s, %s]", m, lo, hi);
+    } else if (d.n == 1) n = snprintf(buf, cap, "%s (n=1)", m);
+    else n = snprintf(buf, cap, "%s", m);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+int rp_pd_sign(deba_pd d)
+{
+    if (d.n < 2 || isnan(d.lo) || isnan(d.hi)) return 0;
+    return d.lo > 0 ? 1 : d.hi < 0 ? -1 : 0;
+}
+
+/* rp_fmt with a sign and a typographic minus, for sentences. */
+static int fmt_signed(char *buf, size_t cap, double v, int prec)
+{
+    char t[RP_NUM_MAX];
+    if (rp_fmt(t, sizeof t, v, prec, 1)) return -1;
+    int n = t[0] == '-' ? snprintf(buf, cap, "−%s", t + 1) : snprintf(buf, cap, "%s", t);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+deba_status rp_pd_phrase(char *buf, size_t cap, deba_err *e, deba_pd d, int prec, const char *unit)
+{
+    char m[RP_NUM_MAX + 4], lo[RP_NUM_MAX + 4], hi[RP_NUM_MAX + 4];
+    const char *sp = strcmp(unit, "%") ? " " : "";
+    if (isnan(d.mean)) return rp_text(buf, cap, e, "no seed ran both");
+    if (fmt_signed(m, sizeof m, d.mean, prec)) return deba_err_set(e, DEBA_E_RUNTIME, "internal: number too long");
+    if (d.n == 0) return rp_text(buf, cap, e, "%s%s%s (as printed, no interval)", m, sp, unit);
+    if (d.n == 1 || isnan(d.lo) || isnan(d.hi))
+        return rp_text(buf, cap, e, "%s%s%s, one seed: no uncertainty estimate", m, sp, unit);
+    if (fmt_signed(lo, sizeof lo, d.lo, prec) || fmt_signed(hi, sizeof hi, d.hi, prec))
+        return deba_err_set(e, DEBA_E_RUNTIME, "internal: number too long");
+    if (d.lo == 0 && d.hi == 0)   /* every seed identical to its fixed run (a scheduler that never moved) */
+        return rp_text(buf, cap, e, "no difference in any of the %d seeds", d.n);
+    if (rp_pd_sign(d) == 0)
+        return rp_text(buf, cap, e, "no measurable difference (95%% CI %s to %s%s%s, n = %d)", lo, hi, sp, unit, d.n);
+    return rp_text(buf, cap, e, "%s%s%s (95%% CI %s to %s, n = %d)", m, sp, unit, lo, hi, d.n);
+}
+
 deba_status rp_num(char *buf, size_t cap, deba_err *e, double v, int prec, int sign)
 {
     if (rp_fmt(buf, cap, v, prec, sign))
@@ -155,10 +202,23 @@ void rp_table_md(FILE *f, const rp_table *t)
     }
 }
 
+/* The title without its "Table N: " (LaTeX numbers its tables itself: "Table 1: Table 4: ..."). */
+static const char *rp_caption(const char *title)
+{
+    if (strncmp(title, "Table ", 6)) return title;
+    const char *p = title + 6;
+    size_t nd = strspn(p, "0123456789");
+    if (nd == 0 || p[nd] != ':') return title;
+    p += nd + 1;
+    return p + strspn(p, " ");
+}
+
 void rp_table_tex(FILE *f, const rp_table *t)
 {
-    fputs("% requires \\usepackage{booktabs}\n\\begin{table}[t]\n\\centering\n\\caption{", f);
-    rp_tex(f, t->title);
+    /* more than six columns do not fit one column of a two-column paper: table* spans both */
+    const char *env = t->ncols > 6 ? "table*" : "table";
+    fprintf(f, "%% requires \\usepackage{booktabs}\n\\begin{%s}[t]\n\\centering\n\\caption{", env);
+    rp_tex(f, rp_caption(t->title));
     fprintf(f, "}\n\\label{tab:%s}\n\\begin{tabular}{", t->id);
     for (int c = 0; c < t->ncols; c++) fputc(t->align[c] == 'l' ? 'l' : 'r', f);
     fputs("}\n\\toprule\n", f);
@@ -202,7 +262,7 @@ void rp_table_tex(FILE *f, const rp_table *t)
         }
         fputs(" \\\\\n", f);
     }
-    fputs("\\bottomrule\n\\end{tabular}\n\\end{table}\n", f);
+    fprintf(f, "\\bottomrule\n\\end{tabular}\n\\end{%s}\n", env);
 }
 
 void rp_table_html(FILE *f, const rp_table *t)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole DEBA workflow on real Fashion-MNIST, on CPU, in a few minutes:
-# profile (3 seeds, fixed batch) -> calibrate -> train DEBA and one ablation -> batch sweep ->
-# report. Rerunning it reuses every finished run (nothing is retrained or lost).
+# batch sweep -> profile (3 seeds, fixed batch; its verdict reads the sweep) -> calibrate ->
+# train DEBA and one ablation -> report. Rerunning it reuses every finished run (nothing is retrained or lost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${DEBA_BIN:-build/bin}
@@ -11,14 +11,18 @@ SEEDS=(1 2 3)
 t0=$(date +%s)
 step() { printf '\n== %s (%ds)\n' "$*" $(( $(date +%s) - t0 )); }
 
-step "1/5 profile: fixed batch 32, seeds ${SEEDS[*]}"
+step "1/5 batch-size sweep: time per epoch and gradient variance against batch size"
+"$B/deba-profile" "${DATA[@]}" --sweep 16,32,64,128,256,512 --sweep-steps 6 --out "$OUT/runs" \
+    --force --quiet
+
+step "2/5 profile: fixed batch 32, seeds ${SEEDS[*]} (its verdict reads the sweep)"
 "$B/deba-profile" "${DATA[@]}" --seeds "$(IFS=,; echo "${SEEDS[*]}")" --epochs 8 --batch 32 \
     --out "$OUT/runs" --quiet
 
-step "2/5 calibrate thresholds from the fixed-batch traces"
+step "3/5 calibrate thresholds from the fixed-batch traces"
 "$B/deba-calibrate" --force --out "$OUT/thresholds.csv" "$OUT/runs"
 
-step "3/5 train DEBA with the calibrated thresholds, and the universal-threshold ablation"
+step "4/5 train DEBA with the calibrated thresholds, and the universal-threshold ablation"
 for s in "${SEEDS[@]}"; do
   for cond in deba deba-universal; do
     args=(--thresholds "$OUT/thresholds.csv")
@@ -27,10 +31,6 @@ for s in "${SEEDS[@]}"; do
         --method deba --label "$cond" "${args[@]}" --seed "$s" --out "$OUT/runs" --resume
   done
 done
-
-step "4/5 batch-size sweep: time per epoch and gradient variance against batch size"
-"$B/deba-profile" "${DATA[@]}" --sweep 16,32,64,128,256,512 --sweep-steps 6 --out "$OUT/runs" \
-    --force --quiet
 
 step "5/5 report: tables and figures from the CSV traces"
 "$B/deba-report" --force --out "$OUT/report" "$OUT/runs"

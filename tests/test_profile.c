@@ -344,7 +344,8 @@ static void test_sweep(void **state)
     int oom = overcommit_heuristic();
     char args[512];
     snprintf(args, sizeof args, "--arch cnn_small --dataset fashion-mnist --subset 40 --device cpu --quiet --out runs "
-                                "--sweep 8,16,%s16,24 --sweep-steps 2 --seed 3", oom ? "1048576," : "");
+                                "--sweep 8,16,%s16,24 --sweep-steps 2 --sweep-min-time 0 --repeats 2 --seed 3",
+             oom ? "1048576," : "");
     /* under AddressSanitizer the impossible allocation must fail like malloc, not abort */
     assert_int_equal(profile_env("ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_may_return_null=1", args), 0);
     char p[4300];
@@ -367,6 +368,10 @@ static void test_sweep(void **state)
         }
         assert_int_equal(rows[i].batch_size, want_b[k]);
         assert_int_equal(rows[i].steps, 2);
+        assert_int_equal(rows[i].repeats, 2);
+        /* with two repeats the median is the mean of the two per-step times: between them */
+        assert_true(rows[i].samples_per_s_min <= rows[i].samples_per_s * (1 + 1e-12));
+        assert_true(rows[i].samples_per_s <= rows[i].samples_per_s_max * (1 + 1e-12));
         assert_true(rows[i].samples_per_s > 0);
         assert_true(rows[i].grad_var > 0);
         assert_true(rows[i].compute_util > 0 && rows[i].compute_util <= 1);
@@ -397,6 +402,51 @@ static void test_sweep(void **state)
     free(err);
     snprintf(p, sizeof p, "%s/runs2", g_dir);
     assert_false(tu_exists(p));
+}
+
+/* The sweep's timing logic under the test clock (DEBA_TEST_SWEEP_S_PER_SAMPLE: every step takes
+ * 0.001 s per sample): at least 0.5 s measured in the first repeat means ceil(0.5 / (0.001 B))
+ * steps (63 at B = 8: 62 steps are 0.496 s; 32 at B = 16), the same steps in every repeat,
+ * 1000 samples/s at every size, and so no throughput gain to claim. */
+static void test_sweep_fake_clock(void **state)
+{
+    (void)state;
+    if (!have_fashion()) skip();
+    assert_int_equal(profile_env("DEBA_TEST_SWEEP_S_PER_SAMPLE=0.001",
+                                 "--arch cnn_small --dataset fashion-mnist --subset 40 --device cpu --quiet --out runs "
+                                 "--sweep 8,16,64 --sweep-steps 2 --seed 3"),
+                     0);
+    char p[4300];
+    snprintf(p, sizeof p, "%s/runs/cnn_small/fashion-mnist/sweep.csv", g_dir);
+    deba_sweep_row *rows;
+    size_t n;
+    deba_err e;
+    assert_int_equal(deba_sweep_read(p, &rows, &n, &e), DEBA_OK);
+    assert_int_equal(n, 3);
+    const int want_steps[] = { 63, 32, 8 };   /* B = 64: 8 steps of 0.064 s = 0.512 s */
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rows[i].steps, want_steps[i]);
+        assert_int_equal(rows[i].repeats, 3);
+        assert_float_equal(rows[i].samples_per_s, 1000, 1e-9);
+        assert_float_equal(rows[i].samples_per_s_min, 1000, 1e-9);
+        assert_float_equal(rows[i].samples_per_s_max, 1000, 1e-9);
+    }
+    /* epoch time: 0.001 s per sample, ceil(40 / B) batches of B */
+    assert_float_equal(rows[0].epoch_time_s, 0.040, 1e-12);
+    assert_float_equal(rows[2].epoch_time_s, 0.064, 1e-12);
+    free(rows);
+    char *out = slurp_in("out.txt");
+    assert_contains(out, "No measurable throughput gain from larger batches: the samples/s min-max intervals of B = 8 "
+                         "to 64 overlap or lie below that of B = 8 (3 repeats each).");
+    free(out);
+    /* --repeats and --sweep-min-time belong to a sweep; --bootstrap to a profile */
+    assert_int_equal(profile("--arch cnn_small --dataset fashion-mnist --repeats 3"), 2);
+    char *err = slurp_in("err.txt");
+    assert_contains(err, "--repeats and --sweep-min-time need --sweep LIST");
+    free(err);
+    assert_int_equal(profile("--arch cnn_small --dataset fashion-mnist --sweep 8 --bootstrap 10"), 2);
+    assert_int_equal(profile("--arch cnn_small --dataset fashion-mnist --bootstrap 0"), 2);
+    assert_int_equal(profile("--arch cnn_small --dataset fashion-mnist --sweep 8 --sweep-min-time -1"), 2);
 }
 
 /* ---- plans ---- */
@@ -440,7 +490,7 @@ static void test_plan_errors(void **state)
                         "tau, theta, lambda, window, cooldown, growth, rollback, lr, momentum, weight-decay, lr-scaling, "
                         "archs, datasets)");
     assert_string_equal(plan_error(STUDY "epochs = 4\n" FIXED), ":6: duplicate key 'epochs' (first at line 5)");
-    assert_string_equal(plan_error(STUDY "[studdy]\n"), ":6: unknown section '[studdy]' (expected [study] or [condition NAME])");
+    assert_string_equal(plan_error(STUDY "[studdy]\n"), ":6: unknown section '[studdy]' (expected [study], [condition NAME] or [slurm])");
     assert_string_equal(plan_error(STUDY FIXED "[condition fixed]\n"), ":8: duplicate section [condition fixed] (first at line 6)");
     assert_string_equal(plan_error("[study]\narchs = resnet19\n"), ":2: archs: unknown architecture 'resnet19'");
     assert_string_equal(plan_error("[study]\narchs = cnn_small\nepochs 3\n"),
@@ -548,10 +598,11 @@ static void test_emit_jobs(void **state)
     free(jobs);
     char *sb = slurp_in("out/study.sbatch");
     assert_contains(sb, "#!/bin/bash\n");
-    assert_contains(sb, "#SBATCH --array=1-6\n");
+    /* no default array: each run phase gets its own range at submission (tests/test_slurm.c) */
+    assert_true(strstr(sb, "#SBATCH --array") == NULL);
     assert_contains(sb, "line=$(sed -n \"${SLURM_ARRAY_TASK_ID}p\" out/jobs.txt)\n");
-    assert_contains(sb, "p1=$(sbatch --parsable --array=1-4 out/study.sbatch)");
-    assert_contains(sb, "sbatch --dependency=afterok:$p2 --array=5-6 out/study.sbatch");
+    assert_contains(sb, "a=$(sbatch --parsable --array=1-4 out/study.sbatch)");
+    assert_contains(sb, "c=$(sbatch --parsable --dependency=afterany:$b --array=5-6 out/study.sbatch)");
     free(sb);
     char *prof = slurp_in("out/profiles.sh");
     assert_contains(prof, "\ndeba-profile --arch cnn_small --dataset fashion-mnist --data /data/fm --subset 100 --epochs 3 "
@@ -632,6 +683,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_archetypes, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_resume_killed_profile, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_sweep, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_fake_clock, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_plan_errors, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_emit_jobs, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_plan_run, tu_dir_setup, tu_dir_teardown),

@@ -120,10 +120,17 @@ static void test_known_answers(void **state)
     assert_true(g->has_baseline);
     assert_float_equal(g->dacc.mean, 2.5, 1e-9);
     assert_float_equal(g->dacc.std, sqrt(0.5), 1e-9);          /* paired: 3 and 2 */
-    assert_float_equal(g->speedup_pct.mean, 13.5 / 33.0 * 100.0, 1e-9);
-    assert_float_equal(g->speedup_x, 33.0 / 19.5, 1e-9);
+    /* 95% CI: 2.5 ± t(0.975, 1) · √0.5/√2 = 2.5 ± 12.7062047362 · 0.5 */
+    assert_int_equal(g->dacc.n, 2);
+    assert_float_equal(g->dacc.lo, 2.5 - 6.3531023681, 1e-8);
+    assert_float_equal(g->dacc.hi, 2.5 + 6.3531023681, 1e-8);
+    /* per seed: (30 − 18)/30 = 40%, (36 − 21)/36 = 41.67%; paired mean, not the ratio of group means */
+    assert_float_equal(g->speedup_pct.mean, (40.0 + 125.0 / 3.0) / 2.0, 1e-9);
+    assert_float_equal(g->speedup_x, 66.0 / 39.0, 1e-9);
     assert_float_equal(g->speedup_pct.std, (125.0 / 3.0 - 40.0) / sqrt(2.0), 1e-9); /* 40% and 41.67% */
+    assert_float_equal(g->speedup_pct.hi - g->speedup_pct.mean, 12.7062047362 * (5.0 / 6.0), 1e-8);
     assert_float_equal(g->throughput_x, 190.0 / 95.0, 1e-9);
+    assert_int_equal(g->unpaired + g->baseline_unpaired, 0);
     assert_float_equal(g->aggressiveness.mean, (0.5 + 0.0) / 2.0, 1e-9);
     /* train loss 1.0, 0.5, 0.3: mean 0.6, population variance 0.26/3 */
     assert_float_equal(g->conv_stability.mean, sqrt(0.26 / 3.0), 1e-9);
@@ -145,14 +152,15 @@ static void test_formats(void **state)
     write_known(runs);
     snprintf(args, sizeof args, "--no-figures --out '%s' '%s'", out, runs);
     assert_int_equal(report(args, tmp), 0);
-    /* Table 4: 81.00 ± 1.41, 83.50 ± 0.71, +2.50 ± 0.71, 33.0, 19.5, speedup 40.9 ± 1.2, 1.69×, 2.00× */
-    assert_true(file_has(out, "tables/table4.md", "| a | d | 81.00 ± 1.41 | 83.50 ± 0.71 | +2.50 ± 0.71 | 33.0 ± 4.2 | 19.5 ± 2.1 | 40.9 ± 1.2 | 1.69× | 2.00× |"));
-    assert_true(file_has(out, "tables/table4.tex", "a & d & 81.00 $\\pm$ 1.41 & 83.50 $\\pm$ 0.71 & +2.50 $\\pm$ 0.71"));
+    /* Table 4: 81.00 ± 1.41, 83.50 ± 0.71, ΔAcc +2.50 [2.5 ∓ 6.353], 33.0, 19.5, speedup 40.83 [∓ 10.589],
+     * 66/39 = 1.69×, 2.00× (known_answers works the intervals out) */
+    assert_true(file_has(out, "tables/table4.md", "| a | d | 81.00 ± 1.41 | 83.50 ± 0.71 | +2.50 \\[-3.85, +8.85\\] | 33.0 ± 4.2 | 19.5 ± 2.1 | 40.8 \\[+30.2, +51.4\\] | 1.69× | 2.00× |"));
+    assert_true(file_has(out, "tables/table4.tex", "a & d & 81.00 $\\pm$ 1.41 & 83.50 $\\pm$ 0.71 & +2.50 [-3.85, +8.85]"));
     assert_true(file_has(out, "tables/table4.tex", "\\toprule"));
     assert_true(file_has(out, "tables/table4.tex", "\\bottomrule"));
     assert_true(file_has(out, "tables/table4.csv", "a,d,81,1.4142135623730951,83.5,0.7071067811865476,2.5,"));
     /* Table 3: one condition, Baseline */
-    assert_true(file_has(out, "tables/table3.md", "| a | +2.50 ± 0.71 | 40.9 ± 1.2 |"));
+    assert_true(file_has(out, "tables/table3.md", "| a | +2.50 \\[-3.85, +8.85\\] | 40.8 \\[+30.2, +51.4\\] |"));
     assert_true(file_has(out, "tables/table3.md", "| Degraded (≥1pt) | 0/1 |"));
     assert_true(file_has(out, "tables/table3.md", "| Mean \\|ΔAcc\\| | 2.50 |"));
     assert_true(file_has(out, "tables/table3.tex", "\\multicolumn{2}{c}{Baseline}"));
@@ -162,8 +170,11 @@ static void test_formats(void **state)
     assert_true(file_has(out, "tables/table1.csv", "a,d,0.5,0.6,0.1"));
     /* the diverged run is listed, not averaged; readings are computed */
     assert_true(file_has(out, "index.md", "| diverged | 2 |"));
-    assert_true(file_has(out, "index.md", "DEBA is fastest on a/d (+40.9%, 1.69×)"));
-    assert_true(file_has(out, "index.html", "<td class=\"n\">+2.50 ± 0.71</td>"));
+    /* one pair: its numbers, no superlative; ΔAcc's interval spans 0, the speedup's does not */
+    assert_true(file_has(out, "index.md", "a/d: speedup +40.8% (95% CI +30.2 to +51.4, n = 2); ΔAcc no measurable "
+                                          "difference (95% CI −3.85 to +8.85 points, n = 2)."));
+    assert_true(file_lacks(out, "index.md", "fastest"));
+    assert_true(file_has(out, "index.html", "<td class=\"n\">+2.50 [-3.85, +8.85]</td>"));
     assert_true(file_has(out, "tables/runs.csv", ",diverged,0,2,"));
     /* only the chosen formats */
     char out2[4300];
@@ -229,7 +240,7 @@ static void test_paper(void **state)
     char want[256];
     snprintf(want, sizeof want, "ViT-B16/CIFAR-100's (1 − 1/1.05)·100 = %.4g \\[check t4_min_speedup:*\\]", 100.0 / 21.0);
     assert_true(file_has(out, "inconsistencies.md", want));
-    assert_true(file_has(out, "inconsistencies.md", "30-50% reductions"));
+    assert_true(file_has(out, "inconsistencies.md", "30–50% reductions"));
     assert_true(file_has(out, "inconsistencies.md", "Table 4's largest speedup (%) is DenseNet-121/CIFAR-100's 62.4"));
     /* Table 2 against Table 4 and the prose: ResNet-50 S̄ 0.185 (not 0.203), ViT-B16 0.546 < 0.55 */
     assert_true(file_has(out, "inconsistencies.md", "Table 2 gives ResNet-50 S̄ 0.185"));
@@ -246,9 +257,10 @@ static void test_paper(void **state)
     assert_true(file_lacks(out, "inconsistencies.md", "deba-fullhistory"));
     assert_true(file_lacks(out, "inconsistencies.md", "Table 2: "));
     /* 6 archetypes + 5 × 2 summary cells + 6 CIFAR-10 ΔAcc + 7 speedup/throughput pairs + Table 2 vs 4,
-     * and 75 claims; 27 disagree (the 4 derived ones above and 23 claims) */
+     * and 75 claims; 27 disagree (the 4 derived ones above and 23 claims), from 19 root causes: the 4
+     * derived ones and causes.csv's 15 */
     assert_true(file_has(out, "inconsistencies.md", "105 checks"));
-    assert_true(file_has(out, "inconsistencies.md", "; 27 disagree."));
+    assert_true(file_has(out, "inconsistencies.md", "; 27 disagree, from 19 root causes."));
     tu_rmtree(tmp);
 }
 
@@ -274,7 +286,9 @@ static void test_bad_inputs(void **state)
     snprintf(out, sizeof out, "%s/o2", tmp);
     snprintf(args, sizeof args, "--no-figures --strict --out '%s' '%s'", out, d2);
     assert_int_equal(report(args, tmp), 2);
-    assert_true(file_has(tmp, "stderr", "mismatched epochs: a/d/deba ran 2 epochs, its fixed baseline 3"));
+    /* meta.csv's epochs differ (3 vs 2): not the same configuration, so no baseline at all */
+    assert_true(file_has(tmp, "stderr", "no comparable baseline: a/d/deba "));
+    assert_true(file_has(tmp, "stderr", "differ in epochs (deba 2, fixed 3); its ΔAcc and speedup are not reported"));
     /* corrupt trace: a non-numeric epoch_time_s */
     snprintf(d3, sizeof d3, "%s/corrupt", tmp);
     write_run(d3, "a", "d", "fixed", 1, "completed", 3, 10, 100, NULL, 80);
@@ -335,9 +349,9 @@ static void test_figures(void **state)
         snprintf(p, sizeof p, "%s/figures/%s.png", out, stems[i]);
         if (have_gnuplot) assert_true(tu_exists(p));
     }
-    /* time per epoch 10 s → 2.5 s: 4× */
-    assert_true(file_has(out, "index.md", "Time per epoch falls most on a/d (B=64 → 256): 4.00×"));
-    assert_true(file_has(out, "figures/fig1_time_vs_batch.dat", "64 10\n256 2.5\n"));
+    /* time per epoch 10 s → 2.5 s, but measured once per size: no gain is claimed */
+    assert_true(file_has(out, "index.md", "Each batch size was measured once: no spread to tell a throughput gain"));
+    assert_true(file_has(out, "figures/fig1_time_vs_batch.dat", "64 10 10 10\n256 2.5 2.5 2.5\n"));
     if (have_gnuplot) {
         assert_true(file_has(out, "index.html", "<svg"));
         snprintf(p, sizeof p, "%s/figures/fig1_time_vs_batch.png", out);

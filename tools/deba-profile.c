@@ -13,6 +13,7 @@
 #include "deba/deba.h"
 #include "tools/cli.h"
 #include "profiler/profile.h"
+#include "profiler/plan.h"
 #include "trainer/train.h"
 
 #define TOOL "deba-profile"
@@ -23,6 +24,7 @@ static void usage(FILE *f)
             "usage: " TOOL " --arch A --dataset D [--seeds 2,42,199] [--epochs N] [options]\n"
             "       " TOOL " --arch A --dataset D --sweep 32,64,128,... [--sweep-steps K] [options]\n"
             "       " TOOL " --plan STUDY.ini (--run | --emit-jobs JOBS.txt)\n"
+            "       " TOOL " --submit STUDY.ini | --status STUDY.ini [--watch [SECONDS]]\n"
             "\n"
             "Profiling trains one fixed-batch run per seed (label fixed) into\n"
             "OUT/<arch>/<dataset>/fixed/seed<seed>/, reusing completed runs and resuming interrupted\n"
@@ -40,9 +42,15 @@ static void usage(FILE *f)
             "  --device cpu|cuda|auto (default auto)\n"
             "  --force             retrain every seed from scratch\n"
             "  --checkpoint-every N  also checkpoint every N steps (default 0: at epoch ends)\n"
+            "  --bootstrap B       resamples behind the verdict's archetype shares (default 1000)\n"
+            "  --bootstrap-seed S  their random seed (default 1): the same seed, the same shares\n"
             "batch-size sweep (writes OUT/<arch>/<dataset>/sweep.csv):\n"
             "  --sweep LIST        batch sizes, e.g. 32,64,128,256,512,1024\n"
-            "  --sweep-steps K     measured steps per size (default 10)\n"
+            "  --sweep-steps K     at least K measured steps per repeat (default 10)\n"
+            "  --sweep-min-time S  and at least S seconds measured in the first repeat (default 0.5;\n"
+            "                      every repeat of a size then takes the same steps)\n"
+            "  --repeats R         timed repeats per size (default 3): sweep.csv holds the median\n"
+            "                      and the min and max samples/s\n"
             "  --seed S            initial weights and data order (default: first of --seeds, else 42)\n"
             "  --force             overwrite an existing sweep.csv\n"
             "study plans (docs/studies.md):\n"
@@ -50,6 +58,12 @@ static void usage(FILE *f)
             "  --run               run every run in order (completed runs are skipped)\n"
             "  --emit-jobs FILE    one deba-train line per run, plus study.sbatch (and profiles.sh)\n"
             "                      next to FILE; --force overwrites them\n"
+            "Slurm (docs/studies.md):\n"
+            "  --submit FILE       write the study's job files to OUT/slurm/ and sbatch every phase\n"
+            "                      (runs, calibration, calibrated runs, report) after the one before\n"
+            "  --status FILE       runs done, running, failed and to do, epochs, ETA, failed tasks' logs\n"
+            "  --watch [SECONDS]   with --status: again every SECONDS (default 10) until no job of the\n"
+            "                      study is queued; exit 0 if every run completed, else 1\n"
             "output:\n"
             "  --out DIR           root of run directories (default runs)\n"
             "  --quiet             no per-epoch lines, no progress bar\n"
@@ -63,8 +77,11 @@ static void usage(FILE *f)
 enum {
     O_ARCH = 256, O_DATASET, O_DATA, O_SUBSET, O_TEST_SUBSET, O_IMAGE, O_NO_AUG, O_SEEDS, O_SEED, O_EPOCHS, O_BATCH,
     O_LR, O_MOM, O_WD, O_DEVICE, O_OUT, O_FORCE, O_QUIET, O_SWEEP, O_SWEEP_STEPS, O_PLAN, O_RUN, O_EMIT, O_HELP,
-    O_VERSION, O_CKPT_EVERY,
+    O_VERSION, O_CKPT_EVERY, O_REPEATS, O_MIN_TIME, O_BOOT, O_BOOT_SEED,
 };
+
+/* the Slurm options (--submit, --status, --watch) */
+enum { O_SUBMIT = 512, O_STATUS, O_WATCH };
 
 static const struct option OPTS[] = {
     {"arch", 1, 0, O_ARCH}, {"dataset", 1, 0, O_DATASET}, {"data", 1, 0, O_DATA}, {"subset", 1, 0, O_SUBSET},
@@ -74,6 +91,9 @@ static const struct option OPTS[] = {
     {"out", 1, 0, O_OUT}, {"force", 0, 0, O_FORCE}, {"quiet", 0, 0, O_QUIET}, {"sweep", 1, 0, O_SWEEP},
     {"sweep-steps", 1, 0, O_SWEEP_STEPS}, {"plan", 1, 0, O_PLAN}, {"run", 0, 0, O_RUN}, {"emit-jobs", 1, 0, O_EMIT},
     {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {"checkpoint-every", 1, 0, O_CKPT_EVERY},
+    {"repeats", 1, 0, O_REPEATS}, {"sweep-min-time", 1, 0, O_MIN_TIME}, {"bootstrap", 1, 0, O_BOOT},
+    {"bootstrap-seed", 1, 0, O_BOOT_SEED},
+    {"submit", 1, 0, O_SUBMIT}, {"status", 1, 0, O_STATUS}, {"watch", 2, 0, O_WATCH},
     {0, 0, 0, 0},
 };
 
@@ -167,6 +187,41 @@ static int plan_mode(const char *plan, int run, const char *emit, int force, int
     return st ? fail(&e) : 0;
 }
 
+/* --submit PLAN, --status PLAN [--watch [SECONDS]]: a study on Slurm (profiler/plan.h). */
+static int slurm_mode(const char *submit, const char *status, int watch)
+{
+    deba_err e = { 0 };
+    deba_plan *p = deba_plan_load(submit ? submit : status, &e);
+    if (!p) return fail(&e);
+    int rc = 0;
+    if (submit) rc = deba_plan_submit(p, NULL, stdout, &e) ? fail(&e) : 0;
+    else
+        for (int tty = isatty(STDOUT_FILENO);;) {
+            int finished, all_done;
+            char now[32];
+            if (watch && tty) fputs("\033[H\033[2J", stdout);   /* the screen shows the latest only */
+            else if (watch) {
+                deba_utc_now(now, sizeof now);
+                printf("---- %s\n", now);
+            }
+            if (deba_plan_status(p, NULL, stdout, &finished, &all_done, &e)) {
+                rc = fail(&e);
+                break;
+            }
+            fflush(stdout);
+            if (!watch) break;
+            if (finished) {
+                printf("%s\n", all_done ? "study finished: every run completed" : "study stopped: not every run completed");
+                rc = all_done ? 0 : 1;
+                break;
+            }
+            for (int s = 0; s < watch && !tr_train_stop_requested; s++) sleep(1);
+            if (tr_train_stop_requested) break;   /* Ctrl-C ends the watch, not the study */
+        }
+    deba_plan_free(p);
+    return rc;
+}
+
 static int sweep_mode(deba_sweep_config *sc, int force, int quiet)
 {
     char dir[4300], path[4400];   /* never truncated: --out is at most 4095 characters, names 63 */
@@ -178,15 +233,22 @@ static int sweep_mode(deba_sweep_config *sc, int force, int quiet)
     deba_sweep_row *rows;
     size_t n;
     if (deba_sweep_run(sc, &rows, &n, &e) || deba_mkdirs(dir, &e) || deba_sweep_write(path, rows, n, &e)) return fail(&e);
-    printf("%10s  %6s  %12s  %12s  %12s  %8s\n", "batch_size", "steps", "samples/s", "epoch_time_s", "grad_var",
-           "compute");
+    printf("%10s  %6s  %7s  %12s  %25s  %12s  %12s  %8s\n", "batch_size", "steps", "repeats", "samples/s",
+           "(min - max)", "epoch_time_s", "grad_var", "compute");
     for (size_t i = 0; i < n; i++) {
-        if (!rows[i].steps) printf("%10d  %6d  does not fit in memory\n", rows[i].batch_size, 0);
+        const deba_sweep_row *r = &rows[i];
+        char range[64];
+        snprintf(range, sizeof range, "(%.1f - %.1f)", r->samples_per_s_min, r->samples_per_s_max);
+        if (!r->steps) printf("%10d  %6d  does not fit in memory\n", r->batch_size, 0);
         else
-            printf("%10d  %6d  %12.1f  %12.3f  %12.4g  %7.1f%%\n", rows[i].batch_size, rows[i].steps,
-                   rows[i].samples_per_s, rows[i].epoch_time_s, rows[i].grad_var, 100 * rows[i].compute_util);
+            printf("%10d  %6d  %7d  %12.1f  %25s  %12.3f  %12.4g  %7.1f%%\n", r->batch_size, r->steps, r->repeats,
+                   r->samples_per_s, range, r->epoch_time_s, r->grad_var, 100 * r->compute_util);
     }
-    printf("wrote %s (%zu batch sizes)\n", path, n);
+    deba_sweep_cmp cmp;
+    char reading[512];
+    deba_sweep_compare(rows, n, sc->train.arch, sc->train.dataset, &cmp);
+    if (!deba_sweep_reading(reading, sizeof reading, &cmp)) printf("%s\n", reading);
+    printf("wrote %s (%zu batch sizes; samples/s and epoch_time_s are medians over the repeats)\n", path, n);
     free(rows);
     return 0;
 }
@@ -199,15 +261,20 @@ int main(int argc, char **argv)
     deba_sweep_config sc;
     memset(&sc, 0, sizeof sc);
     sc.steps = 10;
+    sc.repeats = DEBA_SWEEP_REPEATS;
+    sc.min_time_s = DEBA_SWEEP_MIN_TIME_S;
+    int bootstrap = DEBA_BOOTSTRAP_B, boot_seed = DEBA_BOOTSTRAP_SEED, boot_given = 0, repeats_given = 0;
     int seeds[DEBA_PROFILE_MAX_SEEDS] = { 2, 42, 199 }, n_seeds = 3, seeds_given = 0, seed_given = 0, seed = 42;
-    const char *plan = NULL, *emit = NULL;
+    const char *plan = NULL, *emit = NULL, *submit = NULL, *status = NULL;
+    int watch = 0;
     int run = 0, sweep = 0, steps_given = 0, other = 0;   /* other: a training option (not for --plan) */
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", OPTS, NULL)) != -1) {
         long v;
         int bad = 0;
-        other += ch != O_PLAN && ch != O_RUN && ch != O_EMIT && ch != O_FORCE && ch != O_QUIET;
+        other += ch != O_PLAN && ch != O_RUN && ch != O_EMIT && ch != O_FORCE && ch != O_QUIET && ch != O_SUBMIT &&
+                 ch != O_STATUS && ch != O_WATCH;
         switch (ch) {
         case O_ARCH: bad = copy_opt(ch, c.arch, sizeof c.arch, optarg); break;
         case O_DATASET: bad = copy_opt(ch, c.dataset, sizeof c.dataset, optarg); break;
@@ -236,9 +303,27 @@ int main(int argc, char **argv)
             sweep = 1;
             break;
         case O_SWEEP_STEPS: bad = parse_long(ch, optarg, 1, 1000000, &v); sc.steps = (int)v; steps_given = 1; break;
+        case O_REPEATS: bad = parse_long(ch, optarg, 1, 1000, &v); sc.repeats = (int)v; repeats_given = 1; break;
+        case O_MIN_TIME:
+            bad = parse_double(ch, optarg, &sc.min_time_s);
+            if (!bad && !(sc.min_time_s >= 0 && sc.min_time_s <= 3600))
+                bad = die_usage("--sweep-min-time: expected 0 to 3600 seconds, got '%s'", optarg);
+            repeats_given = 1;
+            break;
+        case O_BOOT: bad = parse_long(ch, optarg, 1, 1000000, &v); bootstrap = (int)v; boot_given = 1; break;
+        case O_BOOT_SEED: bad = parse_long(ch, optarg, 0, 2147483647, &v); boot_seed = (int)v; boot_given = 1; break;
         case O_PLAN: plan = optarg; break;
         case O_RUN: run = 1; break;
         case O_EMIT: emit = optarg; break;
+        case O_SUBMIT: submit = optarg; break;
+        case O_STATUS: status = optarg; break;
+        case O_WATCH:
+            /* --watch, --watch=S or --watch S */
+            if (!optarg && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9') optarg = argv[optind++];
+            v = 10;
+            if (optarg) bad = parse_long(ch, optarg, 1, 86400, &v);
+            watch = (int)v;
+            break;
         case O_HELP: usage(stdout); return 0;
         case O_VERSION: printf(TOOL " %s\n", DEBA_VERSION); return 0;
         default:
@@ -256,6 +341,13 @@ int main(int argc, char **argv)
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGXFSZ, SIG_IGN);   /* over `ulimit -f`: EFBIG, reported, instead of a silent kill */
 
+    if (submit || status || watch) {
+        if (!!submit + !!status != 1) return die_usage("use one of --submit PLAN and --status PLAN%s", "");
+        if (watch && !status) return die_usage("--watch goes with --status PLAN%s", "");
+        if (plan || run || emit || other || c.force || c.quiet)
+            return die_usage("--submit and --status take only the plan%s (and --status --watch)", "");
+        return slurm_mode(submit, status, watch);
+    }
     if (plan) {
         if (other) return die_usage("--plan takes only --run or --emit-jobs, --force and --quiet%s: the plan file "
                                     "says the rest", "");
@@ -266,6 +358,8 @@ int main(int argc, char **argv)
     if (!c.arch[0]) return die_usage("--arch is required%s", "");
     if (!c.dataset[0]) return die_usage("--dataset is required%s", "");
     if (steps_given && !sweep) return die_usage("--sweep-steps needs --sweep LIST%s", "");
+    if (repeats_given && !sweep) return die_usage("--repeats and --sweep-min-time need --sweep LIST%s", "");
+    if (boot_given && sweep) return die_usage("--bootstrap and --bootstrap-seed are for a profile%s, not --sweep", "");
     if (seed_given && !sweep) return die_usage("--seed is for --sweep%s; a profile takes --seeds LIST", "");
     c.progress = !c.quiet && isatty(STDERR_FILENO);
     if (c.sched.b0 > c.sched.bmax) c.sched.bmax = c.sched.b0;   /* a fixed run never leaves B0 */
@@ -284,6 +378,8 @@ int main(int argc, char **argv)
     memcpy(pc.seeds, seeds, sizeof seeds);
     pc.n_seeds = n_seeds;
     pc.log = stderr;
+    pc.bootstrap = bootstrap;
+    pc.bootstrap_seed = (uint64_t)boot_seed;
     deba_profile p;
     deba_err e = { 0 };
     char dir[4300];

@@ -18,7 +18,8 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: deba-report [--out DIR] [--format md,tex,csv] [--no-figures] [--strict] [--force] [--quiet]\n"
+    fputs("usage: deba-report [--out DIR] [--format md,tex,csv] [--ci t|bootstrap] [--no-figures] [--strict] [--force]\n"
+          "                   [--quiet]\n"
           "                   RUN_DIR...\n"
           "       deba-report --paper DATA_DIR [--out DIR] [--format ...] [--force] [--quiet]\n"
           "\n"
@@ -27,10 +28,15 @@ static void usage(FILE *f)
           "\n"
           "  -o, --out DIR        where to write the report (default: report)\n"
           "  -f, --format LIST    table formats, any of md,tex,csv (default: md,tex,csv)\n"
+          "      --ci METHOD      95% confidence intervals of the paired differences: t (Student t, the\n"
+          "                       default) or bootstrap (percentile, 10000 resamples, fixed seed)\n"
           "      --no-figures     skip figures (no .dat, .gp, gnuplot)\n"
+          "      --style S        figures for the screen (default: 960x600, 10 pt, titled) or for a\n"
+          "                       paper (one column, 3.5 in, 8 pt, untitled): screen or paper\n"
           "  -p, --paper DIR      paper mode: render the paper's published numbers from DIR\n"
           "                       (data/paper) and list where the paper disagrees with itself\n"
-          "      --strict         treat warnings (missing baseline, mismatched epochs, ...) as errors (exit 2)\n"
+          "      --strict         treat warnings (runs that differ in configuration, no comparable\n"
+          "                       baseline, unpaired seeds, ...) as errors: exit 2, nothing written\n"
           "      --force          write into an existing non-empty output directory\n"
           "  -q, --quiet          print nothing but warnings and errors\n"
           "  -h, --help           this help\n"
@@ -64,15 +70,17 @@ static int nonempty_dir(const char *path)
 
 int main(int argc, char **argv)
 {
-    const char *out = "report", *paper = NULL, *formats = "md,tex,csv";
+    const char *out = "report", *paper = NULL, *formats = "md,tex,csv", *ci = "t";
     int figures = 1, force = 0, quiet = 0, strict = 0;
-    enum { OPT_NO_FIGURES = 256, OPT_FORCE, OPT_STRICT };
+    enum { OPT_NO_FIGURES = 256, OPT_FORCE, OPT_STRICT, OPT_STYLE, OPT_CI };
+    deba_fig_style style = DEBA_FIG_SCREEN;
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'},      {"format", required_argument, 0, 'f'},
         {"no-figures", no_argument, 0, OPT_NO_FIGURES}, {"paper", required_argument, 0, 'p'},
         {"force", no_argument, 0, OPT_FORCE},    {"strict", no_argument, 0, OPT_STRICT},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+        {"version", no_argument, 0, 'V'},        {"style", required_argument, 0, OPT_STYLE},
+        {"ci", required_argument, 0, OPT_CI},    {0, 0, 0, 0},
     };
     int c;
     opterr = 0;
@@ -85,6 +93,15 @@ int main(int argc, char **argv)
         case OPT_NO_FIGURES: figures = 0; break;
         case OPT_FORCE: force = 1; break;
         case OPT_STRICT: strict = 1; break;
+        case OPT_CI: ci = optarg; break;
+        case OPT_STYLE:
+            if (!strcmp(optarg, "paper")) style = DEBA_FIG_PAPER;
+            else if (!strcmp(optarg, "screen")) style = DEBA_FIG_SCREEN;
+            else {
+                fprintf(stderr, "deba-report: error: --style: expected screen or paper, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("deba-report %s\n", DEBA_VERSION); return 0;
         case ':':
@@ -100,6 +117,13 @@ int main(int argc, char **argv)
     deba_err e = {0};
     unsigned fmt;
     if (deba_report_parse_formats(formats, &fmt, &e)) return die(2, e.msg);
+    deba_analysis_opts aopt;
+    deba_analysis_opts_default(&aopt);
+    if (!strcmp(ci, "bootstrap")) aopt.ci = DEBA_CI_BOOTSTRAP;
+    else if (strcmp(ci, "t")) {
+        fprintf(stderr, "deba-report: error: --ci: '%s' is not t or bootstrap\n", ci);
+        return 2;
+    }
     if (!paper && optind >= argc) {
         fputs("deba-report: error: no RUN_DIR given (or use --paper DIR)\n", stderr);
         usage(stderr);
@@ -136,7 +160,7 @@ int main(int argc, char **argv)
             deba_runs_free(runs, nruns);
             return die(2, "no run directories (meta.csv + trace.csv) found under the given RUN_DIRs");
         }
-        if ((s = deba_analysis_run(runs, nruns, &a, &e)) || (s = deba_analysis_load_extras(&a, roots, nroots, &e)) ||
+        if ((s = deba_analysis_run_opts(runs, nruns, &aopt, &a, &e)) || (s = deba_analysis_load_extras(&a, roots, nroots, &e)) ||
             (s = deba_report_from_analysis(&a, &d, &e))) {
             rc = die(deba_status_exit_code(s), e.msg);
             goto done;
@@ -153,7 +177,7 @@ int main(int argc, char **argv)
         rc = die(deba_status_exit_code(s), e.msg);
         goto done;
     }
-    deba_report_opts o = {out, fmt, figures, quiet};
+    deba_report_opts o = {out, fmt, figures, quiet, style};
     deba_report_result res;
     if ((s = deba_report_write(&d, &o, &res, &e))) {
         rc = die(deba_status_exit_code(s), e.msg);
@@ -166,9 +190,14 @@ int main(int argc, char **argv)
                 res.gnuplot_failed);
     if (!quiet) {
         if (paper) {
-            printf("Paper mode: %zu checks, %zu places where the paper disagrees with itself (%s/inconsistencies.md):\n",
-                   d.nchecks, d.nnotes, out);
-            for (size_t i = 0; i < d.nnotes; i++) printf("%2zu. %s\n", i + 1, d.notes[i]);
+            printf("Paper mode: %zu checks; the paper disagrees with itself in %zu places from %zu root causes "
+                   "(%s/inconsistencies.md):\n", d.nchecks, d.nnotes, d.ncauses, out);
+            for (size_t c = 0; c < d.ncauses; c++) {
+                const char *why = strchr(d.causes[c], '\t');
+                printf("%2zu. %s\n", c + 1, why ? why + 1 : d.causes[c]);
+                for (size_t i = 0; i < d.nnotes; i++)
+                    if (d.note_cause[i] == (int)c) printf("    - %s\n", d.notes[i]);
+            }
         } else {
             size_t inc = 0;
             for (size_t i = 0; i < a.nruns; i++) inc += a.runs[i].included != 0;

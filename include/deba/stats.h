@@ -49,6 +49,29 @@ double deba_std_sample(const double *x, size_t n);    /* n − 1 denominator, 0 
 double deba_percentile(const double *x, size_t n, double p);
 double deba_median(const double *x, size_t n);
 
+/* ---- confidence intervals (the report's comparisons, SPEC §6) ---- */
+
+/* Regularized incomplete beta I_x(a, b) (a, b > 0, x in [0, 1]; NAN otherwise). */
+double deba_betainc(double a, double b, double x);
+/* Student's t with df > 0 degrees of freedom: CDF, and quantile at p in (0, 1) (NAN outside);
+ * deba_t_quantile(0.975, 2) = 4.303. */
+double deba_t_cdf(double t, double df);
+double deba_t_quantile(double p, double df);
+
+/* A mean with its confidence interval; lo = hi = NAN when there is none (n < 2). */
+typedef struct {
+    double mean, lo, hi;
+    int n;
+} deba_interval;
+
+/* mean ± t_{(1+level)/2, n−1} · s / √n (s: sample std). n = 1 gives the mean and no interval. */
+deba_interval deba_ci_mean_t(const double *x, size_t n, double level);
+/* Percentile bootstrap of the mean: `resamples` means of n values drawn with replacement by a
+ * generator seeded with `seed` (same inputs, same interval), their (1−level)/2 and (1+level)/2
+ * percentiles. n = 1 gives the mean and no interval. Bad level or resamples: DEBA_E_INPUT. */
+deba_status deba_ci_mean_bootstrap(const double *x, size_t n, double level, int resamples, uint64_t seed,
+                                   deba_interval *out, deba_err *e);
+
 /* ---- calibration (SPEC §4) ---- */
 typedef struct {
     double tau;     /* 75th percentile of norm_var */

@@ -13,6 +13,7 @@
 
 #define DEBA_FORMAT_VERSION 1
 #define DEBA_NAME_MAX 64
+#define DEBA_TEXT_MAX 2048   /* a free-text column (profile_summary.csv's recommendation) */
 
 /* ---- trace.csv: one row per epoch ---- */
 typedef struct {
@@ -77,6 +78,15 @@ typedef struct {
     int seeds;
     double S_mean, S_std;
     deba_archetype archetype;
+    /* The verdict of deba-profile (profiler/profile.h; columns after the others, optional: a file
+     * written before them reads with bootstrap = 0, throughput_gain = -1, the rest 0 and ""). */
+    int epochs;                             /* epochs of the shortest run profiled */
+    int bootstrap, bootstrap_seed;          /* resamples behind share[] (0: no verdict) and their seed */
+    double share[DEBA_ARCHETYPE_COUNT];     /* archetype_share_<name>: share of resamples, 0-1 */
+    int enough_epochs, enough_seeds;        /* 1: >= 30 epochs, >= 3 seeds (the paper's cut-offs apply) */
+    double tau, theta, lambda;              /* the thresholds to use (thresholds.csv) */
+    int throughput_gain;                    /* the sweep: 1 gain, 0 none measurable, -1 no sweep or no spread */
+    char recommendation[DEBA_TEXT_MAX];
 } deba_summary_row;
 
 typedef struct {
@@ -88,7 +98,10 @@ typedef struct {
 typedef struct {
     char arch[DEBA_NAME_MAX], dataset[DEBA_NAME_MAX];
     int batch_size, steps;
-    double samples_per_s, epoch_time_s, grad_var, compute_util;
+    double samples_per_s, epoch_time_s, grad_var, compute_util;   /* medians over the repeats */
+    /* optional columns: a file without them reads as repeats = 1, min = max = 0 (not recorded) */
+    int repeats;
+    double samples_per_s_min, samples_per_s_max;
 } deba_sweep_row;
 
 /* Each reader allocates *rows (free() it) and sets *n; each writer is atomic. */
