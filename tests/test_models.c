@@ -312,6 +312,37 @@ static float *params_host(const run_t *r)
     return p;
 }
 
+/* Evaluation's loss: the same loss and correct count as the training loss on the same forward
+ * pass, and the activation grads untouched (the training loss zeroes them all for backward; a
+ * sentinel written there must survive evaluation, except in the logits' own grad). */
+static void test_eval_loss(void **state)
+{
+    (void)state;
+    run_t r;
+    run_open(&r, "cnn_small", 3, 32, 10, 8, 11);
+    tr_graph *g = r.g;
+    g->training = 0;
+    tr_graph_forward(g, r.n);
+    double l1, l2;
+    int64_t c1, c2;
+    tr_graph_loss(g, r.n, &l1, &c1);
+    int64_t nact = 0;
+    for (int i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].view_of < 0 && g->tensors[i].grad && i != g->output) {
+            nact = i;   /* some tensor other than the logits with a grad buffer */
+            break;
+        }
+    assert_true(nact > 0);
+    tr_tensor *t = &g->tensors[nact];
+    int64_t cnt = tr_tensor_numel(t) * r.n;
+    for (int64_t k = 0; k < cnt; k++) t->grad[k] = 7.0f;
+    tr_graph_eval_loss(g, r.n, &l2, &c2);
+    assert_true(l1 == l2);
+    assert_int_equal(c1, c2);
+    for (int64_t k = 0; k < cnt; k++) assert_true(t->grad[k] == 7.0f);
+    run_close(&r);
+}
+
 /* Two steps on batch 2 of random 32x32 images: losses finite, near ln(classes) at the start
  * (torchvision's init gives small logits), and both the first conv and the classifier moved. */
 static void smoke(const char *arch, const char *first, const char *last)
@@ -387,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_densenet_min_size),
         cmocka_unit_test(test_flops_torchvision),
         cmocka_unit_test(test_flops_cnn_small),
+        cmocka_unit_test(test_eval_loss),
         cmocka_unit_test(test_train_smoke_cnn_small),
         cmocka_unit_test(test_train_smoke_resnet18),
         cmocka_unit_test(test_train_smoke_resnet50),

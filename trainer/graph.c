@@ -354,6 +354,12 @@ void tr_graph_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct)
     g->be->xent(g->be, out->data, g->labels, n, g->classes, out->grad, loss_sum, correct);
 }
 
+void tr_graph_eval_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct)
+{
+    tr_tensor *out = &g->tensors[g->output];
+    g->be->xent(g->be, out->data, g->labels, n, g->classes, out->grad, loss_sum, correct);
+}
+
 void tr_graph_sgd(tr_graph *g, float lr, float momentum, float wd)
 {
     g->be->sgd(g->be, g->params, g->grads, g->momentum, g->n_params, lr, momentum, wd);

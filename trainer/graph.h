@@ -249,6 +249,9 @@ void tr_graph_set_batch(tr_graph *g, const float *x, const int *y, int n);
 /* Cross-entropy on the logits: zeroes activation grads, fills the logits' grad, returns the
  * loss sum and the correct count over n samples. */
 void tr_graph_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct);
+/* The same loss and correct count for evaluation: no backward follows, so the activation grads
+ * are left alone (zeroing them cost as much as a forward pass of a small model). */
+void tr_graph_eval_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct);
 void tr_graph_sgd(tr_graph *g, float lr, float momentum, float wd);
 
 /* ---- introspection ---- */

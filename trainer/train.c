@@ -444,7 +444,7 @@ static void evaluate(run_state *r, double *loss, double *acc, double *secs)
         tr_graph_forward(g, nb);
         double l;
         int64_t cc;
-        tr_graph_loss(g, nb, &l, &cc);
+        tr_graph_eval_loss(g, nb, &l, &cc);
         ls += l;
         correct += cc;
     }
