@@ -183,6 +183,8 @@ static void w_index_md(FILE *f, const void *p)
         fprintf(f, "Files: [data](figures/%s.dat) [script](figures/%s.gp)", g->name, g->name);
         if (g->has_png) fprintf(f, " [PNG](figures/%s.png)", g->name);
         if (g->has_svg) fprintf(f, " [SVG](figures/%s.svg)", g->name);
+        if (g->has_pdf) fprintf(f, " [PDF](figures/%s.pdf)", g->name);
+        if (g->has_tex) fprintf(f, " [LaTeX](figures/%s_latex.tex)", g->name);
         fputs("\n\n", f);
     }
 }

@@ -197,6 +197,8 @@ static void test_figure_files_and_scripts(void **state)
     char *md = slurp2(out, "index.md");
     assert_contains(md, "**Reading:** Throughput rises with the batch size: B = 64 gives 1.90x the samples/s of B = 16");
     assert_contains(md, "Every architecture ends at the same median batch size (216).");
+    /* index.md links every output format of a figure */
+    assert_contains(md, "[PDF](figures/fig1_time_vs_batch.pdf) [LaTeX](figures/fig1_time_vs_batch_latex.tex)");
     /* the accuracy reading against mean ± sample std recomputed from the traces */
     double f[3], d[3];
     for (int s = 0; s < 3; s++) {
