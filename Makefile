@@ -19,6 +19,9 @@ DEPS_PKGS += clang libclang-rt-14-dev libomp-14-dev
 DEPS_PKGS += python3-torch python3-torchvision python3-pip python3-setuptools
 # tests/test_slurm.c: a one-node Slurm cluster (Debian 12: Slurm 22.05) with its own munged
 DEPS_PKGS += slurmctld slurmd slurm-client munge
+# ONNX import (trainer/onnx/, deba-onnx): onnx.proto, protobuf-c and its compiler, ONNX's own
+# conformance tests; python3-onnx for scripts/onnx_fixtures.py
+DEPS_PKGS += libonnx-dev protobuf-c-compiler libprotobuf-c-dev libonnx-testdata python3-onnx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # CUDA: built when nvcc is found, unless CUDA=0.
@@ -45,7 +48,13 @@ ifneq ($(CU_SRC),)
   CUDA_MOD := $(BUILD)/lib/deba/libdeba-cuda.so
 endif
 LDLIBS    += -ldl
-TOOLS     := deba-calibrate deba-train deba-profile deba-report
+# ONNX import: C code generated from Debian's onnx.proto by protoc-c at build time (never
+# committed) into $(BUILD)/gen and compiled into libdeba-train; only trainer/onnx/ includes it.
+ONNX_PROTO:= /usr/include/onnx/onnx.proto
+ONNX_GEN  := $(BUILD)/gen/onnx.pb-c
+TRAIN_SRC += $(wildcard trainer/onnx/*.c)
+LDLIBS    += -lprotobuf-c
+TOOLS     := deba-calibrate deba-train deba-profile deba-report deba-onnx
 TOOL_BINS := $(addprefix $(BUILD)/bin/,$(notdir $(basename $(wildcard $(addprefix tools/,$(addsuffix .c,$(TOOLS)))))))
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -54,7 +63,7 @@ BENCH_BINS:= $(patsubst tests/%.c,$(BUILD)/tests/%,$(BENCH_SRC))
 
 # core objects are position-independent: they also make libdeba.so
 CORE_OBJ  := $(patsubst %.c,$(BUILD)/pic/%.o,$(CORE_SRC))
-TRAIN_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TRAIN_SRC))
+TRAIN_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TRAIN_SRC)) $(ONNX_GEN).o
 LIBDEBA   := $(BUILD)/lib/libdeba.a
 LIBTRAIN  := $(BUILD)/lib/libdeba-train.a
 # The shared libdeba for programs outside the trainer (a Python loop, a C++ trainer): PIC objects,
@@ -81,6 +90,15 @@ check-deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# protoc-c writes the .c and the .h in one run (a grouped target).
+$(ONNX_GEN).c $(ONNX_GEN).h &: $(ONNX_PROTO)
+	@mkdir -p $(dir $@)
+	protoc-c --proto_path=$(dir $(ONNX_PROTO)) --c_out=$(dir $@) $(ONNX_PROTO)
+$(ONNX_GEN).o: $(ONNX_GEN).c
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/trainer/onnx/parse.o: $(ONNX_GEN).h
+$(BUILD)/obj/trainer/onnx/%.o: private CFLAGS += -I$(BUILD)/gen
 
 # ---- the CUDA module: position-independent objects, everything hidden but the entry point
 # (-fvisibility=hidden and trainer/backend/cuda/module.map); its own copies of the time table
