@@ -1303,7 +1303,7 @@ static deba_status read_submitted(const char *path, sub_job *jobs, int *n, deba_
             fclose(f);
             return deba_err_set(e, DEBA_E_INPUT, "%s:%d: expected phase,job_id,first_line,last_line", path, ln);
         }
-        snprintf(j.id, sizeof j.id, "%s", id);
+        memcpy(j.id, id, strlen(id) + 1);   /* fits: checked above */
         jobs[(*n)++] = j;
     }
     fclose(f);
