@@ -515,6 +515,17 @@ static size_t group_len(const deba_analysis *a, const deba_group *g)
     return len;
 }
 
+/* Column col at epoch t + 1 of every seed of the group that reached it, into v; returns how many. */
+static size_t group_epoch(const deba_analysis *a, const deba_group *g, size_t t, int col, double *v)
+{
+    size_t m = 0;
+    for (int k = 0; k < g->nseeds; k++) {
+        const deba_trace *tr = &a->runs[g->members[k]].run->trace;
+        if (t < tr->n) v[m++] = col_of(&tr->rows[t], col);
+    }
+    return m;
+}
+
 static deba_status group_band(const deba_analysis *a, const deba_group *g, int col, series *se, deba_err *e)
 {
     size_t len = group_len(a, g);
@@ -524,11 +535,7 @@ static deba_status group_band(const deba_analysis *a, const deba_group *g, int c
         return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
     }
     for (size_t t = 0; t < len; t++) {
-        size_t m = 0;
-        for (int k = 0; k < g->nseeds; k++) {
-            const deba_trace *tr = &a->runs[g->members[k]].run->trace;
-            if (t < tr->n) v[m++] = col_of(&tr->rows[t], col);
-        }
+        size_t m = group_epoch(a, g, t, col, v);
         double mean = deba_mean(v, m), sd = m >= 2 ? deba_std_sample(v, m) : 0.0;
         se->x[se->n] = (double)(t + 1);
         se->y[se->n] = mean;
@@ -557,11 +564,7 @@ static deba_status group_median_batch(const deba_analysis *a, const deba_group *
         return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
     }
     for (size_t t = 0; t < len; t++) {
-        size_t m = 0;
-        for (int k = 0; k < g->nseeds; k++) {
-            const deba_trace *tr = &a->runs[g->members[k]].run->trace;
-            if (t < tr->n) v[m++] = tr->rows[t].batch_size;
-        }
+        size_t m = group_epoch(a, g, t, COL_BATCH, v);
         qsort(v, m, sizeof *v, cmp_double);
         se->x[se->n] = (double)(t + 1);
         se->y[se->n++] = v[(m - 1) / 2];
