@@ -415,7 +415,8 @@ static deba_status curve_reading(char *out, size_t cap, int acc, const double fi
         return rp_text(out, cap, e, "%s: fixed %s, DEBA %s (mean ± std, %d and %d seeds): the bands overlap at the "
                        "last epoch, so the figure shows no difference.", what, v[0], v[1], n[0], n[1]);
     return rp_text(out, cap, e, "%s: DEBA's ±1 std band lies %s fixed's at the last epoch (fixed %s, DEBA %s; %d and %d "
-                   "seeds); the tables give the paired confidence interval.", what, lo[1] > hi[0] ? "above" : "below",
+                   "seeds); separate ±1 std bands are not a test of a difference: the paired 95%% confidence interval in "
+                   "the tables is.", what, lo[1] > hi[0] ? "above" : "below",
                    v[0], v[1], n[0], n[1]);
 }
 
