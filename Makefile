@@ -58,7 +58,8 @@ TOOLS     := deba-calibrate deba-train deba-profile deba-report deba-onnx
 TOOL_BINS := $(addprefix $(BUILD)/bin/,$(notdir $(basename $(wildcard $(addprefix tools/,$(addsuffix .c,$(TOOLS)))))))
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-BENCH_SRC := $(wildcard tests/bench_*.c)
+# bench_torch is the worker of `make bench-torch` (needs Debian's PyTorch), not a bench of its own
+BENCH_SRC := $(filter-out tests/bench_torch.c,$(wildcard tests/bench_*.c))
 BENCH_BINS:= $(patsubst tests/%.c,$(BUILD)/tests/%,$(BENCH_SRC))
 
 # core objects are position-independent: they also make libdeba.so
@@ -71,7 +72,7 @@ LIBTRAIN  := $(BUILD)/lib/libdeba-train.a
 SOMAJOR   := $(firstword $(subst ., ,$(VERSION)))
 LIBDEBA_SO:= $(BUILD)/lib/libdeba.so.$(VERSION)
 
-.PHONY: all deps check-deps test test-run sanitize fuzz bench demo install clean
+.PHONY: all deps check-deps test test-run sanitize fuzz bench bench-torch demo install clean
 all: check-deps $(LIBDEBA) $(LIBDEBA_SO) $(LIBTRAIN) $(TOOL_BINS)
 
 # Installs the Debian packages once; a second run finds them all and does nothing.
@@ -188,6 +189,18 @@ test-run:
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@for b in $(abspath $(BENCH_BINS)); do DEBA_BIN=$(abspath $(BUILD))/bin $$b || exit 1; done
+
+# The same training steps in Debian's PyTorch and ours, interleaved (scripts/bench_torch.py); skips
+# with a message when torch is missing. MODELS, BATCHES, REPS (per side), SECONDS (per repetition),
+# THREADS and SKIP (model:batch pairs) choose the run; the default set takes ~15 min on 2 cores.
+BENCH_TORCH_ARGS = $(if $(MODELS),--models "$(MODELS)") $(if $(BATCHES),--batches "$(BATCHES)") \
+                   $(if $(REPS),--reps $(REPS)) $(if $(SECONDS),--seconds $(SECONDS)) \
+                   $(if $(THREADS),--threads $(THREADS)) $(if $(filter undefined,$(origin SKIP)),,--skip "$(SKIP)")
+bench-torch:
+	@if ! $(PYTHON) -c 'import torch, torchvision' 2>/dev/null; then \
+	  echo "bench-torch: skipped: $(PYTHON) cannot import torch and torchvision (Debian: python3-torch python3-torchvision)"; \
+	else $(MAKE) --no-print-directory $(BUILD)/tests/bench_torch && \
+	  $(PYTHON) scripts/bench_torch.py --ours $(BUILD)/tests/bench_torch $(BENCH_TORCH_ARGS); fi
 
 # The README's main command: the whole workflow on real Fashion-MNIST, on CPU.
 demo: deps

@@ -12,6 +12,7 @@
 #include "trainer/backend/cpu/cpu_kernels.h"
 #include "trainer/graph.h"
 #include "trainer/models/models.h"
+#include "tools/cli.h"
 #include "trainer/train.h"
 
 static double now(void)
@@ -85,13 +86,8 @@ static double signal_cost_s(tr_graph *g)
 
 int main(int argc, char **argv)
 {
-    /* OpenMP threads that spin while waiting fight the machine's other processes for the cores
-     * (on a shared 2-core box a resnet18 step ran 3x slower than with passive waiting), so the
-     * bench waits passively unless told otherwise; libgomp reads this only at start-up. */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "passive", 1);
-        execv("/proc/self/exe", argv);
-    }
+    /* the tools' waiting policy (a bounded spin, tools/cli.h), so the bench times what they run */
+    cli_omp_wait_policy(argv);
     /* optional: bench_train MODEL BATCH [STEPS] for profiling one configuration */
     const char *only = argc > 1 ? argv[1] : NULL;
     int only_b = argc > 2 ? atoi(argv[2]) : 0, only_steps = argc > 3 ? atoi(argv[3]) : 0;
@@ -109,8 +105,10 @@ int main(int argc, char **argv)
         if (fscanf(lf, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
         fclose(lf);
     }
-    printf("bench_train: %s (%s)\nOMP_WAIT_POLICY=%s, load average %.2f (figures are wall-clock: other load "
-           "lowers them)\n", be->device_name, openblas_get_config(), getenv("OMP_WAIT_POLICY"), load[0]);
+    const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    printf("bench_train: %s (%s)\nOMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s, load average %.2f (figures are "
+           "wall-clock: other load lowers them)\n", be->device_name, openblas_get_config(), policy ? policy : "unset",
+           spin ? spin : "unset", load[0]);
     printf("sgemm 1024x1024x1024, OpenBLAS threads     %7.1f GFLOP/s  (reference)\n", ref);
     if (!only) {
         static const struct { const char *what; int m, n, k, ta, tb; } shapes[] = {

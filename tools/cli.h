@@ -62,14 +62,19 @@ static inline int cli_copy(const char *tool, const char *opt, char *dst, size_t 
     return 0;
 }
 
-/* GNU OpenMP threads spin while they wait; on a machine whose cores are shared with other jobs
- * that made training steps 10-35x slower, while passive waiting costs nothing measurable on an
- * idle machine (docs/performance.md). libgomp reads the policy once at start-up, so a training
- * tool re-executes itself with it unless the user chose a policy. */
-static inline void cli_prefer_passive_omp(char **argv)
+/* How long an idle GNU OpenMP thread spins before it sleeps (docs/performance.md, "Waiting
+ * policy"): passive waiting (no spin) cost 15-60% of a step on an idle machine, between the many
+ * short parallel regions of a step, while long spins (libgomp's default 300k, 1M, active) made
+ * steps 1.5-3x slower next to a CPU-bound process. A spin of a few thousand iterations
+ * (microseconds) recovers most of the idle loss and stays near passive under that load. */
+#define CLI_OMP_SPINCOUNT "3000"
+
+/* libgomp reads its waiting policy once at start-up, so a training tool re-executes itself with
+ * the bounded spin unless the user chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT). */
+static inline void cli_omp_wait_policy(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    setenv("GOMP_SPINCOUNT", CLI_OMP_SPINCOUNT, 1);
     execv("/proc/self/exe", argv);   /* returns only on failure: then run as we are */
 }
 

@@ -255,7 +255,7 @@ static int sweep_mode(deba_sweep_config *sc, int force, int quiet)
 
 int main(int argc, char **argv)
 {
-    cli_prefer_passive_omp(argv);
+    cli_omp_wait_policy(argv);
     tr_train_config c;
     tr_train_config_default(&c);
     deba_sweep_config sc;

@@ -148,7 +148,7 @@ static int summary(const char *arch, const char *dataset, int image, int classes
 
 int main(int argc, char **argv)
 {
-    cli_prefer_passive_omp(argv);
+    cli_omp_wait_policy(argv);
     tr_train_config c;
     tr_train_config_default(&c);
     const char *thresholds = NULL;
