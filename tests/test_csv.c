@@ -19,18 +19,6 @@ static char *path_in(const char *name)
     return p;
 }
 
-/* Whole text of a file (malloc'd). */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = calloc(1, 1 << 16);
-    size_t n = fread(buf, 1, (1 << 16) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* Files in g_dir whose name contains `part`. */
 static int count_files_with(const char *part)
 {
@@ -107,7 +95,7 @@ static void test_trace_round_trip(void **state)
     for (size_t i = 0; i < t.n; i++) assert_trace_row_equal(&t.rows[i], &back.rows[i]);
 
     /* The header is exactly the SPEC's line, and decisions are written by name. */
-    char *text = slurp(p);
+    char *text = tu_slurp(p);
     size_t hl = strlen(DEBA_TRACE_HEADER);
     assert_memory_equal(text, DEBA_TRACE_HEADER, hl);
     assert_int_equal(text[hl], '\n');
@@ -174,7 +162,7 @@ static void test_meta_round_trip(void **state)
     assert_int_equal(m.n, 6);
     char *p = path_in("meta.csv");
     assert_int_equal(deba_meta_write(p, &m, &e), DEBA_OK);
-    char *text = slurp(p);
+    char *text = tu_slurp(p);
     assert_string_equal(text, "key,value\n"
                               "arch,resnet18\n"
                               "seed,7\n"
@@ -306,10 +294,10 @@ static void test_small_files_round_trip(void **state)
                     bw[i].grad_var == sw[i].grad_var && bw[i].compute_util == sw[i].compute_util);
     }
     /* Header lines as SPEC §7 spells them. */
-    char *text = slurp(pt);
+    char *text = tu_slurp(pt);
     assert_memory_equal(text, "arch,dataset,tau,theta,lambda,epochs_used,runs_used\n", 52);
     free(text);
-    text = slurp(ps);
+    text = tu_slurp(ps);
     /* SPEC §7's columns first; deba-profile's verdict columns follow (docs/formats.md) */
     assert_memory_equal(text, "arch,dataset,seeds,S_mean,S_std,archetype,", 42);
     assert_non_null(strstr(text, ",Naturally Unstable,"));
@@ -576,7 +564,7 @@ static void test_lookup_errors(void **state)
     assert_null(f);
     assert_non_null(strstr(e.msg, p));
     assert_non_null(strstr(e.msg, ":1:"));
-    char *text = slurp(p);
+    char *text = tu_slurp(p);
     assert_string_equal(text, wrong);
     free(text);
     free(p);
@@ -600,7 +588,7 @@ static void test_atomic_failure(void **state)
     assert_int_equal(deba_thresholds_write(p, rows, 2, &e), DEBA_E_INPUT);
     assert_non_null(strstr(e.msg, "theta"));
     assert_int_equal(count_files_with(".tmp."), 0);
-    char *text = slurp(p);
+    char *text = tu_slurp(p);
     assert_string_equal(text, "old contents\n");
     free(text);
     free(p);
@@ -658,10 +646,10 @@ static void test_atomic_planted_symlink(void **state)
     assert_int_equal(symlink(victim, planted), 0);
     deba_thresholds_row row = { .arch = "a", .dataset = "d", .tau = 1, .theta = 2, .lambda = 3 };
     assert_int_equal(deba_thresholds_write(p, &row, 1, &e), DEBA_OK);
-    char *text = slurp(victim);
+    char *text = tu_slurp(victim);
     assert_string_equal(text, "precious\n");
     free(text);
-    text = slurp(p);
+    text = tu_slurp(p);
     assert_non_null(strstr(text, "a,d,1,2,3"));
     free(text);
 
@@ -686,7 +674,7 @@ static void test_atomic_planted_symlink(void **state)
     char *link = path_in("linked.csv");
     assert_int_equal(symlink(victim, link), 0);
     assert_int_equal(deba_thresholds_write(link, &row, 1, &e), DEBA_OK);
-    text = slurp(victim);
+    text = tu_slurp(victim);
     assert_string_equal(text, "precious\n");
     free(text);
     struct stat sb;
@@ -794,7 +782,7 @@ static void test_run_lock(void **state)
     assert_int_equal(symlink(victim, linkp), 0);
     assert_int_equal(deba_lock_acquire(&l, sub, &e), DEBA_E_INPUT);
     assert_non_null(strstr(e.msg, "symbolic link"));
-    char *text = slurp(victim);
+    char *text = tu_slurp(victim);
     assert_string_equal(text, "precious\n");
     free(text);
     free(victim);

@@ -9,22 +9,11 @@
 #include "analyze/analyze.h"
 #include "deba/deba.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = calloc(1, 1 << 22);
-    size_t n = fread(buf, 1, (1 << 22) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static char *slurp2(const char *dir, const char *name)
 {
     char p[4400];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    return slurp(p);
+    return tu_slurp(p);
 }
 
 static void assert_contains(const char *hay, const char *needle)
@@ -49,7 +38,7 @@ static int have_gnuplot(void) { return tu_run("command -v gnuplot >/dev/null 2>&
 /* Rewrites column col of rows first..last (1-based epochs) of a trace to value. */
 static void set_cells(const char *trace, const char *col, int first, int last, const char *value)
 {
-    char *text = slurp(trace);
+    char *text = tu_slurp(trace);
     assert_non_null(text);
     FILE *f = fopen(trace, "w");
     assert_non_null(f);

@@ -75,25 +75,11 @@ static void write_pair(const char *root)
     write_run(root, "a", "d", "d", "deba", 2, 7, 180, 84);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t r = fread(s, 1, (size_t)n, f);
-    s[r] = '\0';
-    fclose(f);
-    return s;
-}
-
 static int file_has(const char *dir, const char *name, const char *needle)
 {
     char p[4300];
     SP(p, "%s/%s", dir, name);
-    char *s = slurp(p);
+    char *s = tu_slurp(p);
     int ok = s && strstr(s, needle) != NULL;
     if (!ok) fprintf(stderr, "%s does not contain '%s'\n", p, needle);
     free(s);
@@ -320,12 +306,12 @@ static void test_figures_private_dir(void **state)
     SP(args, "--force --out '%s' '%s'", out, runs);
     assert_int_equal(report(args, tmp), 0);
     SP(cmd, "%s/victim", tmp);
-    char *v = slurp(cmd);
+    char *v = tu_slurp(cmd);
     assert_string_equal(v, "precious\n");
     free(v);
     char p[4300];
     SP(p, "%s/figures/fig4_train_loss_a_d.png", out);
-    char *png = slurp(p);
+    char *png = tu_slurp(p);
     assert_non_null(png);
     assert_memory_equal(png, "\x89PNG", 4);   /* the real image, where the link was */
     free(png);
@@ -442,7 +428,7 @@ static void test_paper_names_escaped(void **state)
     SP(cmd, "cp -r '%s/data/paper' '%s/paper'", src && *src ? src : ".", tmp);
     assert_int_equal(tu_run(cmd), 0);
     SP(cmd, "%s/paper/table1.csv", tmp);
-    char *t1 = slurp(cmd);
+    char *t1 = tu_slurp(cmd);
     assert_non_null(t1);
     char *row2 = strchr(t1, '\n') + 1, *comma = strchr(row2, ',');
     FILE *f = fopen(cmd, "wb");
@@ -562,7 +548,7 @@ static void test_emit_shell_escaping(void **state)
     assert_true(file_has(tmp, "args.txt", want));
     /* three deba-train runs and one deba-profile: 4 × --out */
     SP(cmd, "%s/args.txt", tmp);
-    char *args = slurp(cmd);
+    char *args = tu_slurp(cmd);
     assert_non_null(args);
     int nout = 0;
     for (char *q = args; (q = strstr(q, "[--out]\n")); q++) nout++;

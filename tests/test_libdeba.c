@@ -3,20 +3,6 @@
  * default and the archive with --static. */
 #include "tests/testutil.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t r = fread(s, 1, (size_t)n, f);
-    s[r] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* <build>/lib, from $DEBA_BIN = <build>/bin, as an absolute path */
 static void build_dir(char *buf, size_t cap, const char *sub)
 {
@@ -45,7 +31,7 @@ static void test_sched_loop_by_hand(void **state)
     snprintf(cmd, sizeof cmd, "'%s' >'%s/out.txt' && ldd '%s' | grep -q 'libdeba.so.0 => ' ", ex, g_dir, ex);
     assert_int_equal(tu_run(cmd), 0);   /* and it runs on the shared library */
     snprintf(cmd, sizeof cmd, "%s/out.txt", g_dir);
-    char *out = slurp(cmd);
+    char *out = tu_slurp(cmd);
     assert_non_null(out);
     assert_string_equal(out, want);
     free(out);
@@ -60,7 +46,7 @@ static void test_exports_only_deba_names(void **state)
     snprintf(cmd, sizeof cmd, "nm -D --defined-only '%s' | awk '{sub(/@.*/, \"\", $NF); print $NF}' >'%s/syms.txt'", so, g_dir);
     assert_int_equal(tu_run(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s/syms.txt", g_dir);
-    char *syms = slurp(cmd);
+    char *syms = tu_slurp(cmd);
     assert_non_null(syms);
     int n = 0, runwriter = 0;
     for (char *line = strtok(syms, "\n"); line; line = strtok(NULL, "\n"), n++) {
@@ -101,7 +87,7 @@ static void test_pkg_config(void **state)
                  g_dir, lib, src, src, g_dir, g_dir, san);
         assert_int_equal(tu_run(cmd), 0);
         snprintf(cmd, sizeof cmd, "%s/shared.txt", g_dir);
-        char *out = slurp(cmd);
+        char *out = tu_slurp(cmd);
         assert_non_null(out);
         assert_string_equal(out, "64\n");
         free(out);
@@ -125,7 +111,7 @@ static void test_pkg_config(void **state)
     char p[4200];
     for (int i = 0; i < 2; i++) {
         snprintf(p, sizeof p, "%s/%s.txt", g_dir, i ? "static" : "shared");
-        char *out = slurp(p);
+        char *out = tu_slurp(p);
         assert_non_null(out);
         assert_string_equal(out, "64\n");   /* SPEC §3's B0 */
         free(out);

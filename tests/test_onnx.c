@@ -20,17 +20,6 @@ static char *fixture(const char *name)
     return p;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = calloc(1, 1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
 /* The "key value" number in a .facts file, or -1. */
 static long long fact(const char *facts, const char *key)
 {
@@ -46,7 +35,7 @@ static void check_fixture(const char *name)
     snprintf(file, sizeof file, "%s.onnx", name);
     char *path = fixture(file);
     snprintf(file, sizeof file, "%s.facts", name);
-    char *fpath = fixture(file), *facts = slurp(fpath);
+    char *fpath = fixture(file), *facts = tu_slurp(fpath);
     assert_non_null(facts);
     onnx_model *m = NULL;
     deba_err e = { 0 };
@@ -172,8 +161,8 @@ static int run_tool(const char *args, char **out, char **err)
     snprintf(r, sizeof r, "%s/stderr", g_dir);
     snprintf(cmd, sizeof cmd, "'%s/deba-onnx' %s >'%s' 2>'%s'", tu_bindir(), args, o, r);
     int rc = tu_run(cmd);
-    *out = slurp(o);
-    *err = slurp(r);
+    *out = tu_slurp(o);
+    *err = tu_slurp(r);
     return rc;
 }
 

@@ -19,22 +19,11 @@ static void assert_contains(const char *hay, const char *needle)
     if (!hay || !strstr(hay, needle)) fail_msg("'%s' does not contain '%s'", hay ? hay : "(null)", needle);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = calloc(1, 1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static char *slurp_in(const char *name)
 {
     char p[4200];
     snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return slurp(p);
+    return tu_slurp(p);
 }
 
 /* Runs deba-profile with args in g_dir (env prepended, may be ""), output to out.txt/err.txt. */
@@ -328,7 +317,7 @@ static void test_resume_killed_profile(void **state)
 
 static int overcommit_heuristic(void)
 {
-    char *s = slurp("/proc/sys/vm/overcommit_memory");
+    char *s = tu_slurp("/proc/sys/vm/overcommit_memory");
     int ok = s && s[0] != '1';
     free(s);
     return ok;

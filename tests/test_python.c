@@ -3,20 +3,6 @@
  * for a fixed and a DEBA run that deba-calibrate and deba-report then read. */
 #include "tests/testutil.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t r = fread(s, 1, (size_t)n, f);
-    s[r] = '\0';
-    fclose(f);
-    return s;
-}
-
 static char g_env[16384];
 static char g_pre[256];     /* under make sanitize: what python3 needs in front to load the library */   /* DEBA_BIN, DEBA_LIBRARY, PYTHONPATH for the commands */
 static char g_bin[4096], g_src[4096];
@@ -77,7 +63,7 @@ static void test_pip_install(void **state)
                              "'import deba' 2>'%s/err.txt'", g_dir, g_dir) != 0, 1);
     char p[4200];
     snprintf(p, sizeof p, "%s/err.txt", g_dir);
-    char *err = slurp(p);
+    char *err = tu_slurp(p);
     assert_non_null(strstr(err, "ImportError: deba: cannot load libdeba (set DEBA_LIBRARY"));
     free(err);
 }
@@ -96,14 +82,14 @@ static void test_pytorch_example_and_tools(void **state)
     const char *labels[2] = {"fixed", "deba"};
     for (int i = 0; i < 2; i++) {
         snprintf(p, sizeof p, "%s/runs/tiny/fashion-mnist/%s/seed2/meta.csv", g_dir, labels[i]);
-        char *m = slurp(p);
+        char *m = tu_slurp(p);
         assert_non_null(m);
         assert_non_null(strstr(m, "status,completed\n"));
         assert_non_null(strstr(m, "epochs,3\n"));
         assert_non_null(strstr(m, i ? "method,deba\n" : "method,fixed\n"));
         free(m);
         snprintf(p, sizeof p, "%s/runs/tiny/fashion-mnist/%s/seed2/trace.csv", g_dir, labels[i]);
-        char *t = slurp(p);
+        char *t = tu_slurp(p);
         assert_non_null(t);
         assert_non_null(strstr(t, "\n3,"));   /* three rows */
         if (!i) assert_non_null(strstr(t, ",fixed,"));
@@ -113,7 +99,7 @@ static void test_pytorch_example_and_tools(void **state)
     assert_int_equal(run_cmd("cd '%s' && %s /usr/bin/python3 '%s/examples/pytorch/train.py' --method deba %s "
                              ">again.txt 2>&1", g_dir, g_env, g_src, args), 2);
     snprintf(p, sizeof p, "%s/again.txt", g_dir);
-    char *again = slurp(p);
+    char *again = tu_slurp(p);
     assert_non_null(strstr(again, "train.py: error: "));
     assert_non_null(strstr(again, "already holds a run: use resume to continue it or force to start over"));
     free(again);
@@ -121,13 +107,13 @@ static void test_pytorch_example_and_tools(void **state)
     assert_int_equal(run_cmd("cd '%s' && %s /usr/bin/python3 '%s/examples/pytorch/train.py' --method deba %s --epochs 4 "
                              "--resume >resume.txt 2>&1 || { cat resume.txt; exit 1; }", g_dir, g_env, g_src, args), 0);
     snprintf(p, sizeof p, "%s/runs/tiny/fashion-mnist/deba/seed2/trace.csv", g_dir);
-    char *t = slurp(p);
+    char *t = tu_slurp(p);
     assert_non_null(strstr(t, "\n4,"));
     assert_null(strstr(t, "\n5,"));
     free(t);
     assert_int_equal(run_cmd("cd '%s' && '%s/deba-calibrate' --quiet --out thresholds.csv runs", g_dir, g_bin), 0);
     snprintf(p, sizeof p, "%s/thresholds.csv", g_dir);
-    char *thr = slurp(p);
+    char *thr = tu_slurp(p);
     assert_non_null(thr);
     assert_non_null(strstr(thr, "\ntiny,fashion-mnist,"));
     free(thr);

@@ -49,25 +49,11 @@ static void write_known(const char *root)
     write_run(root, "a", "d", "deba", 3, "diverged", 2, 7, 180, DEC2, 10);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t r = fread(s, 1, (size_t)n, f);
-    s[r] = '\0';
-    fclose(f);
-    return s;
-}
-
 static int file_has(const char *dir, const char *name, const char *needle)
 {
     char p[4300];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    char *s = slurp(p);
+    char *s = tu_slurp(p);
     int ok = s && strstr(s, needle) != NULL;
     if (!ok) fprintf(stderr, "%s does not contain '%s'\n", p, needle);
     free(s);
@@ -78,7 +64,7 @@ static int file_lacks(const char *dir, const char *name, const char *needle)
 {
     char p[4300];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    char *s = slurp(p);
+    char *s = tu_slurp(p);
     int ok = s && strstr(s, needle) == NULL;
     free(s);
     return ok;
@@ -355,7 +341,7 @@ static void test_figures(void **state)
     if (have_gnuplot) {
         assert_true(file_has(out, "index.html", "<svg"));
         snprintf(p, sizeof p, "%s/figures/fig1_time_vs_batch.png", out);
-        char *png = slurp(p);
+        char *png = tu_slurp(p);
         assert_non_null(png);
         assert_memory_equal(png, "\x89PNG", 4);
         free(png);

@@ -7,20 +7,6 @@
 #include <math.h>
 #include "deba/deba.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t r = fread(s, 1, (size_t)n, f);
-    s[r] = '\0';
-    fclose(f);
-    return s;
-}
-
 static int run_cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run_cmd(const char *fmt, ...)
 {
@@ -142,7 +128,7 @@ static void replicate(const char *src, const char *out_root)
 
 static void assert_same_file(const char *a, const char *b)
 {
-    char *x = slurp(a), *y = slurp(b);
+    char *x = tu_slurp(a), *y = tu_slurp(b);
     if (!x || !y) fail_msg("cannot read %s or %s", a, b);
     if (strcmp(x, y)) fail_msg("%s and %s differ:\n%s\n----\n%s", a, b, x, y);
     free(x);
@@ -194,7 +180,7 @@ static void test_agrees_with_deba_train(void **state)
     }
     /* the DEBA run did adapt: the agreement covers a decision that changes B */
     snprintf(a, sizeof a, "%s/b/runs/cnn_small/fashion-mnist/deba/seed3/trace.csv", g_dir);
-    char *tr = slurp(a);
+    char *tr = tu_slurp(a);
     assert_non_null(strstr(tr, ",increase,"));
     free(tr);
     /* the tools cannot tell the two roots apart: the same outputs from a/runs and b/runs */
@@ -208,7 +194,7 @@ static void test_agrees_with_deba_train(void **state)
     snprintf(a, sizeof a, "%s/a/thr.csv", g_dir);
     snprintf(b, sizeof b, "%s/b/thr.csv", g_dir);
     assert_same_file(a, b);
-    tr = slurp(a);
+    tr = tu_slurp(a);
     assert_non_null(strstr(tr, "cnn_small,fashion-mnist,"));
     free(tr);
     assert_int_equal(run_cmd("cd '%s' && diff -r a/rep b/rep", g_dir), 0);
@@ -272,12 +258,12 @@ static void test_refuses_and_locks(void **state)
     deba_runwriter_free(w);
     char meta[4300];
     snprintf(meta, sizeof meta, "%s/net/data/deba/seed1/meta.csv", g_dir);
-    char *before = slurp(meta);
+    char *before = tu_slurp(meta);
     assert_non_null(strstr(before, "status,interrupted"));   /* 1 of 4 planned epochs */
     assert_null(deba_runwriter_open(&c, &e));
     assert_int_equal(e.status, DEBA_E_INPUT);
     assert_non_null(strstr(e.msg, "already holds a run: use resume to continue it or force to start over"));
-    char *after = slurp(meta);
+    char *after = tu_slurp(meta);
     assert_string_equal(before, after);   /* a refusal touches nothing */
     free(before);
     free(after);
@@ -312,7 +298,7 @@ static void test_bad_row_and_divergence(void **state)
     char trace[4300], meta[4300];
     snprintf(trace, sizeof trace, "%s/net/data/deba/seed1/trace.csv", g_dir);
     snprintf(meta, sizeof meta, "%s/net/data/deba/seed1/meta.csv", g_dir);
-    char *before = slurp(trace);
+    char *before = tu_slurp(trace);
     deba_trace_row r = epoch_row(2);
     r.test_acc = 101;
     assert_int_equal(deba_runwriter_append(w, &r, NULL, &e), DEBA_E_INPUT);
@@ -321,7 +307,7 @@ static void test_bad_row_and_divergence(void **state)
     r.train_loss = -1;
     assert_int_equal(deba_runwriter_append(w, &r, NULL, &e), DEBA_E_INPUT);
     assert_non_null(strstr(e.msg, "train_loss"));
-    char *after = slurp(trace);
+    char *after = tu_slurp(trace);
     assert_string_equal(before, after);
     free(after);
     assert_int_equal(deba_sched_epoch(deba_runwriter_sched(w)), 1);   /* not stepped either */
@@ -330,17 +316,17 @@ static void test_bad_row_and_divergence(void **state)
     int div = 0;
     assert_int_equal(deba_runwriter_append(w, &r, &div, &e), DEBA_OK);
     assert_int_equal(div, 1);
-    after = slurp(trace);
+    after = tu_slurp(trace);
     assert_string_equal(before, after);   /* deba-train writes no row for the diverged epoch */
     free(after);
     free(before);
-    char *m = slurp(meta);
+    char *m = tu_slurp(meta);
     assert_non_null(strstr(m, "status,diverged"));
     free(m);
     r = epoch_row(3);
     assert_int_equal(deba_runwriter_append(w, &r, NULL, &e), DEBA_E_INPUT);
     assert_int_equal(deba_runwriter_close(w, NULL, NULL, &e), DEBA_OK);
-    m = slurp(meta);
+    m = tu_slurp(meta);
     assert_non_null(strstr(m, "status,diverged"));
     free(m);
     deba_runwriter_free(w);
@@ -360,7 +346,7 @@ static void test_resume_ends_identical(void **state)
     assert_int_equal(deba_runwriter_close(w, NULL, NULL, &e), DEBA_OK);
     deba_runwriter_free(w);
     snprintf(ref_trace, sizeof ref_trace, "%s/net/data/deba/seed1/trace.csv", ref_root);
-    char *ref = slurp(ref_trace);
+    char *ref = tu_slurp(ref_trace);
     assert_non_null(strstr(ref, ",increase,"));
 
     small_config(&c, g_dir);
@@ -384,7 +370,7 @@ static void test_resume_ends_identical(void **state)
     write_rows(w, 3, 4);
     assert_int_equal(deba_runwriter_close(w, NULL, NULL, &e), DEBA_OK);
     deba_runwriter_free(w);
-    char *got = slurp(trace);
+    char *got = tu_slurp(trace);
     assert_string_equal(got, ref);   /* the replayed scheduler decided as the uninterrupted one */
     free(got);
     /* the caller's checkpoint is at epoch 1: keep one row and go on from there */
@@ -394,7 +380,7 @@ static void test_resume_ends_identical(void **state)
     assert_int_equal(deba_runwriter_epochs(w), 1);
     write_rows(w, 2, 4);
     deba_runwriter_free(w);
-    got = slurp(trace);
+    got = tu_slurp(trace);
     assert_string_equal(got, ref);
     free(got);
     free(ref);

@@ -9,17 +9,6 @@ static int g_up;          /* the cluster answers */
 
 #define SP(buf, ...) snprintf(buf, sizeof buf, __VA_ARGS__)
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *s = calloc(1, 1 << 20);
-    size_t n = fread(s, 1, (1 << 20) - 1, f);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* Runs a command in the study directory (g_dir) with output to out.txt; its exit status. */
 static int sh(const char *fmt, ...)
 {
@@ -36,7 +25,7 @@ static int out_has_quiet(const char *needle, int quiet)
 {
     char p[4200];
     SP(p, "%s/out.txt", g_dir);
-    char *s = slurp(p);
+    char *s = tu_slurp(p);
     int has = s && strstr(s, needle);
     if (!has && !quiet) fprintf(stderr, "out.txt lacks '%s':\n%s\n", needle, s ? s : "(none)");
     free(s);
@@ -138,7 +127,7 @@ static void test_study_on_slurm(void **state)
     char buf[8192], cmd[8192], id[64];
     time_t t0 = time(NULL);
     int rc = sh("deba-profile --submit tiny.ini");
-    char *out = slurp(strcat(strcpy(buf, g_dir), "/out.txt"));
+    char *out = tu_slurp(strcat(strcpy(buf, g_dir), "/out.txt"));
     if (rc) fail_msg("deba-profile --submit exited %d: %s", rc, out);
     assert_non_null(strstr(out, "calibrated job"));
     free(out);
@@ -187,7 +176,7 @@ static void test_study_on_slurm(void **state)
         tu_run(cmd);
     }
     assert_int_equal(rc, 0);
-    out = slurp(buf);
+    out = tu_slurp(buf);
     assert_non_null(strstr(out, "runs: 4 done, 0 running, 0 failed, 0 to do"));
     assert_non_null(strstr(out, "study finished: every run completed"));
     free(out);
@@ -196,7 +185,7 @@ static void test_study_on_slurm(void **state)
      * requeued itself */
     for (int t = 1; t <= 2; t++) {
         SP(cmd, "%s/runs/slurm/logs/study-%s_%d.out", g_dir, id, t);
-        char *log = slurp(cmd), want[256];
+        char *log = tu_slurp(cmd), want[256];
         assert_non_null(log);
         if (!strstr(log, "CANCELLED AT") || !strstr(log, "completed after 3 epochs"))
             fprintf(stderr, "test_slurm: log of task %d:\n%s\n", t, log);
@@ -305,7 +294,7 @@ static void test_phase_check(void **state)
     assert_int_equal(sh("'%s/deba-profile' --plan p.ini --emit-jobs j/jobs.txt", tu_bindir()), 0);
     char p[8192];
     SP(p, "%s/j/study.sbatch", g_dir);
-    char *sb = slurp(p);
+    char *sb = tu_slurp(p);
     assert_non_null(sb);
     assert_non_null(strstr(sb, "#SBATCH --requeue\n#SBATCH --signal=B:TERM@120\n#SBATCH --time=2-00:00:00\n"
                                "#SBATCH --cpus-per-task=4\n#SBATCH --mem=16G\n#SBATCH --gres=gpu:a100:1\n"
@@ -318,7 +307,7 @@ static void test_phase_check(void **state)
                         "printf 'key,value\\nstatus,interrupted\\n' > 'r s/cnn_small/fashion-mnist/fixed/seed2/meta.csv' && "
                         "bash j/calibrate.sbatch"), 1);
     SP(p, "%s/out.txt", g_dir);
-    char *out = slurp(p);
+    char *out = tu_slurp(p);
     char want[8192];
     SP(want, "calibrate.sbatch: run r s/cnn_small/fashion-mnist/fixed/seed2 (line 2 of j/jobs.txt) is interrupted, not "
              "completed; log: %s/j/logs/study-*_2.out\n", g_dir);
@@ -328,7 +317,7 @@ static void test_phase_check(void **state)
     free(out);
     /* the report phase lists the two calibrated runs never started as well */
     assert_int_equal(sh("bash j/report.sbatch"), 1);
-    out = slurp(p);
+    out = tu_slurp(p);
     assert_non_null(strstr(out, "report.sbatch: 3 of 4 runs did not complete"));
     assert_non_null(strstr(out, "deba/seed2 (line 4 of j/jobs.txt) is not started"));
     free(out);
@@ -336,7 +325,7 @@ static void test_phase_check(void **state)
     free(tu_write(g_dir, "bad.ini", "[study]\narchs = cnn_small\ndatasets = fashion-mnist\nseeds = 1\nepochs = 2\n"
                                     "[condition fixed]\nmethod = fixed\n[slurm]\nmem = 16 G\n"));
     assert_int_equal(sh("'%s/deba-profile' --plan bad.ini --emit-jobs j2/jobs.txt", tu_bindir()), 2);
-    out = slurp(p);
+    out = tu_slurp(p);
     assert_non_null(strstr(out, "bad.ini:9: [slurm] mem: expected a size such as 4000, 500M or 16G, got '16 G'"));
     free(out);
 }

@@ -53,6 +53,27 @@ static inline int tu_dir_teardown(void **state)
     return 0;
 }
 
+/* The whole of a file as a string (malloc'd; NULL when it cannot be read). */
+static inline char *tu_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *s = malloc(cap);
+    size_t got;
+    while (s && (got = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *t = realloc(s, cap *= 2);
+            if (!t) free(s);
+            s = t;
+        }
+    }
+    fclose(f);
+    if (s) s[n] = '\0';
+    return s;
+}
+
 /* Writes text to dir/name (creating it) and returns the full path in a static-per-call buffer
  * the caller owns (malloc'd). */
 static inline char *tu_write(const char *dir, const char *name, const char *text)
