@@ -114,6 +114,14 @@ static void test_study_on_slurm(void **state)
 {
     (void)state;
     if (!g_up) skip();   /* setup said why */
+    /* Under make sanitize every deba-train is 2-3x slower and one run in three lost the race
+     * between the batch shell's own requeue and Slurm ending the job (issue 14, still open); the
+     * C paths this study drives are covered under the sanitizers by test_resilience. */
+    const char *san = getenv("DEBA_SANITIZE");
+    if (san && *san) {
+        fprintf(stderr, "test_slurm: SKIPPED under make sanitize: the cluster study runs in make test\n");
+        skip();
+    }
     if (!tu_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
         fprintf(stderr, "test_slurm: SKIPPED: no Fashion-MNIST (make deps installs dataset-fashion-mnist)\n");
         skip();
