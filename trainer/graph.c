@@ -12,7 +12,8 @@
 static const char *OP_NAMES[TR_OP_COUNT] = {
     "view", "conv2d", "batchnorm", "act", "maxpool", "avgpool", "adaptive_avgpool", "linear",
     "add", "concat", "mul_channel", "dropout", "drop_path", "layernorm", "attention",
-    "patch_tokens", "select_token",
+    "patch_tokens", "select_token", "binary", "unary", "expand", "reduce", "softmax", "matmul",
+    "transpose", "slice", "concat_axis", "pad",
 };
 
 static const char *ACT_NAMES[TR_ACT_COUNT] = {
@@ -48,16 +49,33 @@ int tr_graph_fail(tr_graph *g, const char *fmt, ...)
     return -1;
 }
 
-static int add_tensor(tr_graph *g, int c, int h, int w)
+static int add_tensor_nd(tr_graph *g, int rank, const int *dims, int batchless)
 {
-    if (c <= 0 || h <= 0 || w <= 0)
-        return tr_graph_fail(g, "invalid tensor shape (%d, %d, %d)", c, h, w);
+    if (rank < 0 || rank > TR_MAX_RANK) return tr_graph_fail(g, "rank %d (at most %d)", rank, TR_MAX_RANK);
+    int64_t numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] <= 0) return tr_graph_fail(g, "invalid tensor shape: dimension %d is %d", i, dims[i]);
+        numel *= dims[i];
+        if (numel > INT32_MAX) return tr_graph_fail(g, "tensor of more than 2^31 elements per sample");
+    }
     if (grow((void **)&g->tensors, &g->cap_tensors, g->n_tensors + 1, sizeof(tr_tensor)))
         return tr_graph_fail(g, "out of memory");
     tr_tensor *t = &g->tensors[g->n_tensors];
     memset(t, 0, sizeof *t);
-    t->c = c, t->h = h, t->w = w, t->view_of = -1;
+    t->rank = rank;
+    for (int i = 0; i < rank; i++) t->dims[i] = dims[i];
+    tr_shape_chw(rank, dims, &t->c, &t->h, &t->w);
+    t->batchless = batchless ? 1 : 0;
+    t->kind = TR_T_ACT;
+    t->view_of = -1;
     return g->n_tensors++;
+}
+
+static int add_tensor(tr_graph *g, int c, int h, int w)
+{
+    if (c <= 0 || h <= 0 || w <= 0)
+        return tr_graph_fail(g, "invalid tensor shape (%d, %d, %d)", c, h, w);
+    return add_tensor_nd(g, 3, (const int[]){c, h, w}, 0);
 }
 
 tr_graph *tr_graph_new(int c, int h, int w)
@@ -73,9 +91,27 @@ tr_graph *tr_graph_new(int c, int h, int w)
     return g;
 }
 
+tr_graph *tr_graph_new_nd(int rank, const int *dims)
+{
+    tr_graph *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->output = -1;
+    g->input = add_tensor_nd(g, rank, dims, 0);
+    if (g->input < 0) {
+        tr_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
 int tr_graph_add_leaf(tr_graph *g, int c, int h, int w)
 {
     return g->failed ? -1 : add_tensor(g, c, h, w);
+}
+
+int tr_graph_add_leaf_nd(tr_graph *g, int rank, const int *dims)
+{
+    return g->failed ? -1 : add_tensor_nd(g, rank, dims, 0);
 }
 
 const tr_tensor *tr_graph_tensor(const tr_graph *g, int id)
@@ -83,8 +119,8 @@ const tr_tensor *tr_graph_tensor(const tr_graph *g, int id)
     return id >= 0 && id < g->n_tensors ? &g->tensors[id] : NULL;
 }
 
-tr_node *tr_graph_add_node(tr_graph *g, tr_op op, const char *name, const int *in, int n_in,
-                           int c, int h, int w)
+tr_node *tr_graph_add_node_nd(tr_graph *g, tr_op op, const char *name, const int *in, int n_in,
+                              int rank, const int *dims, int batchless)
 {
     if (g->failed) return NULL;
     if (n_in < 0 || n_in > TR_MAX_IN) {
@@ -96,12 +132,14 @@ tr_node *tr_graph_add_node(tr_graph *g, tr_op op, const char *name, const int *i
             tr_graph_fail(g, "%s: input %d is not a tensor of this graph", name, i);
             return NULL;
         }
-    int out = add_tensor(g, c, h, w);
+    int out = add_tensor_nd(g, rank, dims, batchless);
     if (out < 0) {
         /* name the layer whose shape went wrong (e.g. an image too small for the network) */
+        char shape[96] = "";
+        for (int i = 0, k = 0; i < rank && k < (int)sizeof shape - 16; i++)
+            k += snprintf(shape + k, sizeof shape - k, "%s%d", i ? ", " : "", dims[i]);
         snprintf(g->err.msg, sizeof g->err.msg,
-                 "%s: output shape (%d, %d, %d) is empty: the input is too small for this layer",
-                 name, c, h, w);
+                 "%s: output shape (%s) is empty: the input is too small for this layer", name, shape);
         return NULL;
     }
     if (grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof(tr_node))) {
@@ -118,13 +156,85 @@ tr_node *tr_graph_add_node(tr_graph *g, tr_op op, const char *name, const int *i
     if (op == TR_OP_VIEW && n_in == 1) {
         int base = in[0];
         while (g->tensors[base].view_of >= 0) base = g->tensors[base].view_of;
-        if (tr_tensor_numel(&g->tensors[base]) != (int64_t)c * h * w) {
+        tr_tensor *b = &g->tensors[base], *t = &g->tensors[out];
+        if (tr_tensor_numel(b) != tr_tensor_numel(t)) {
             tr_graph_fail(g, "%s: a view must keep the element count", name);
             return NULL;
         }
-        g->tensors[out].view_of = base;
+        /* a view of a parameter or constant is one too: it shares the batchless memory */
+        t->view_of = base;
+        t->batchless = b->batchless;
+        t->kind = b->kind;
+        t->off = b->off;
     }
     return nd;
+}
+
+tr_node *tr_graph_add_node(tr_graph *g, tr_op op, const char *name, const int *in, int n_in,
+                           int c, int h, int w)
+{
+    if (g->failed) return NULL;
+    if (c <= 0 || h <= 0 || w <= 0) {
+        tr_graph_fail(g, "%s: output shape (%d, %d, %d) is empty: the input is too small for this layer",
+                      name, c, h, w);
+        return NULL;
+    }
+    return tr_graph_add_node_nd(g, op, name, in, n_in, 3, (const int[]){c, h, w}, 0);
+}
+
+/* A parameter spec without its node: the caller attaches it. */
+static int add_pspec(tr_graph *g, const char *name, int64_t count, int64_t fan_in, int64_t fan_out,
+                     tr_init init)
+{
+    if (count <= 0) return tr_graph_fail(g, "%s: empty parameter", name);
+    if (grow((void **)&g->pspecs, &g->cap_pspecs, g->n_pspecs + 1, sizeof(tr_param_spec)))
+        return tr_graph_fail(g, "out of memory");
+    tr_param_spec *ps = &g->pspecs[g->n_pspecs];
+    snprintf(ps->name, sizeof ps->name, "%s", name);
+    ps->off = g->n_params;
+    ps->count = count;
+    ps->fan_in = fan_in;
+    ps->fan_out = fan_out;
+    ps->init = init;
+    ps->data = NULL;
+    g->n_params += count;   /* unpadded: n_params is the count torchvision reports */
+    return g->n_pspecs++;
+}
+
+int tr_graph_add_param_tensor(tr_graph *g, const char *name, int rank, const int *dims,
+                              int64_t fan_in, int64_t fan_out, tr_init init, const float *data)
+{
+    if (g->failed) return -1;
+    int id = add_tensor_nd(g, rank, dims, 1);
+    if (id < 0) return -1;
+    int64_t count = tr_tensor_numel(&g->tensors[id]);
+    int ps = add_pspec(g, name, count, fan_in, fan_out, init);
+    if (ps < 0) return -1;
+    if (init.kind == TR_INIT_DATA) {
+        float *d = malloc((size_t)count * sizeof(float));
+        if (!d) return tr_graph_fail(g, "out of memory");
+        memcpy(d, data, (size_t)count * sizeof(float));
+        g->pspecs[ps].data = d;
+    }
+    g->tensors[id].kind = TR_T_PARAM;
+    g->tensors[id].off = ps;
+    return id;
+}
+
+int tr_graph_add_const_tensor(tr_graph *g, int rank, const int *dims, const float *data)
+{
+    if (g->failed) return -1;
+    int id = add_tensor_nd(g, rank, dims, 1);
+    if (id < 0) return -1;
+    int64_t count = tr_tensor_numel(&g->tensors[id]);
+    float *p = realloc(g->consts_init, (size_t)(g->n_consts + count) * sizeof(float));
+    if (!p) return tr_graph_fail(g, "out of memory");
+    g->consts_init = p;
+    memcpy(p + g->n_consts, data, (size_t)count * sizeof(float));
+    g->tensors[id].kind = TR_T_CONST;
+    g->tensors[id].off = g->n_consts;
+    g->n_consts += count;
+    return id;
 }
 
 int tr_graph_add_param(tr_graph *g, tr_node *nd, const char *suffix, int64_t count,
@@ -132,19 +242,12 @@ int tr_graph_add_param(tr_graph *g, tr_node *nd, const char *suffix, int64_t cou
 {
     if (g->failed) return -1;
     if (nd->n_params >= TR_MAX_PARAMS) return tr_graph_fail(g, "%s: too many parameters", nd->name);
-    if (count <= 0) return tr_graph_fail(g, "%s.%s: empty parameter", nd->name, suffix);
-    if (grow((void **)&g->pspecs, &g->cap_pspecs, g->n_pspecs + 1, sizeof(tr_param_spec)))
-        return tr_graph_fail(g, "out of memory");
-    tr_param_spec *ps = &g->pspecs[g->n_pspecs];
-    snprintf(ps->name, sizeof ps->name, "%s.%s", nd->name, suffix);
-    ps->off = g->n_params;
-    ps->count = count;
-    ps->fan_in = fan_in;
-    ps->fan_out = fan_out;
-    ps->init = init;
-    g->n_params += count;   /* unpadded: n_params is the count torchvision reports */
-    nd->param[nd->n_params++] = g->n_pspecs;
-    return g->n_pspecs++;
+    char name[sizeof g->pspecs[0].name];
+    snprintf(name, sizeof name, "%s.%s", nd->name, suffix);
+    int ps = add_pspec(g, name, count, fan_in, fan_out, init);
+    if (ps < 0) return -1;
+    nd->param[nd->n_params++] = ps;
+    return ps;
 }
 
 int64_t tr_graph_add_stats(tr_graph *g, int64_t count, float v)
@@ -182,7 +285,10 @@ void tr_graph_free(tr_graph *g)
         g->be->free(g->be, g->grads);
         g->be->free(g->be, g->momentum);
         g->be->free(g->be, g->stats);
+        g->be->free(g->be, g->consts);
     }
+    for (int i = 0; i < g->n_pspecs; i++) free(g->pspecs[i].data);
+    free(g->consts_init);
     free(g->tensors);
     free(g->nodes);
     free(g->pspecs);
@@ -194,6 +300,11 @@ void tr_init_fill(float *dst, const tr_param_spec *ps, tr_rng *rng)
 {
     double a = ps->init.a, fi = (double)(ps->fan_in > 0 ? ps->fan_in : 1);
     double fo = (double)(ps->fan_out > 0 ? ps->fan_out : 1);
+    if (ps->init.kind == TR_INIT_DATA) {   /* the model's own values: no draws */
+        if (ps->data) memcpy(dst, ps->data, (size_t)ps->count * sizeof(float));
+        else memset(dst, 0, (size_t)ps->count * sizeof(float));
+        return;
+    }
     for (int64_t i = 0; i < ps->count; i++) {
         double v;
         switch (ps->init.kind) {
@@ -227,8 +338,9 @@ deba_status tr_graph_alloc(tr_graph *g, tr_backend *be, uint64_t seed, deba_err 
     g->grads = be->alloc(be, pbytes);
     g->momentum = be->alloc(be, pbytes);
     g->stats = be->alloc(be, sbytes);
+    g->consts = be->alloc(be, (size_t)(g->n_consts ? g->n_consts : 1) * sizeof(float));
     float *host = calloc(1, pbytes > sbytes ? pbytes : sbytes);
-    if (!g->params || !g->grads || !g->momentum || !g->stats || !host) {
+    if (!g->params || !g->grads || !g->momentum || !g->stats || !g->consts || !host) {
         free(host);
         return deba_err_set(e, DEBA_E_NOMEM, "out of memory allocating %lld parameters on %s",
                             (long long)g->n_params, be->name);
@@ -238,7 +350,12 @@ deba_status tr_graph_alloc(tr_graph *g, tr_backend *be, uint64_t seed, deba_err 
     for (int i = 0; i < g->n_pspecs; i++) tr_init_fill(host + g->pspecs[i].off, &g->pspecs[i], &rng);
     be->upload(be, g->params, host, pbytes);
     if (g->n_stats) be->upload(be, g->stats, g->stats_init, (size_t)g->n_stats * sizeof(float));
+    if (g->n_consts) be->upload(be, g->consts, g->consts_init, (size_t)g->n_consts * sizeof(float));
     free(host);
+    for (int i = 0; i < g->n_pspecs; i++) {   /* uploaded: an imported model's copy is not kept */
+        free(g->pspecs[i].data);
+        g->pspecs[i].data = NULL;
+    }
     be->zero(be, g->grads, pbytes);
     be->zero(be, g->momentum, pbytes);
     tr_rng_seed(&g->rng, seed, 3);
@@ -246,6 +363,17 @@ deba_status tr_graph_alloc(tr_graph *g, tr_backend *be, uint64_t seed, deba_err 
 }
 
 static int64_t align_up(int64_t n) { return (n + TR_ALIGN_FLOATS - 1) / TR_ALIGN_FLOATS * TR_ALIGN_FLOATS; }
+
+/* The activation arena: every ACT tensor that is not a view, n samples each (one if batchless). */
+static int64_t arena_floats(const tr_graph *g, int n)
+{
+    int64_t act = 0;
+    for (int i = 0; i < g->n_tensors; i++) {
+        const tr_tensor *t = &g->tensors[i];
+        if (t->view_of < 0 && t->kind == TR_T_ACT) act += align_up(tr_tensor_elems(t, n));
+    }
+    return act;
+}
 
 static int has_grad(const tr_graph *g, int id)
 {
@@ -265,9 +393,7 @@ deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e)
     }
     if (n <= g->planned_n) return DEBA_OK;
 
-    int64_t act = 0, saved = 0, ws = 0;
-    for (int i = 0; i < g->n_tensors; i++)
-        if (g->tensors[i].view_of < 0) act += align_up(tr_tensor_numel(&g->tensors[i]) * n);
+    int64_t act = arena_floats(g, n), saved = 0, ws = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         tr_node *nd = &g->nodes[i];
         saved += align_up(nd->saved_per_sample * n + nd->saved_fixed);
@@ -292,9 +418,19 @@ deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e)
     for (int i = 0; i < g->n_tensors; i++) {
         tr_tensor *t = &g->tensors[i];
         if (t->view_of >= 0) continue;
+        if (t->kind == TR_T_PARAM) {
+            t->data = g->params + g->pspecs[t->off].off;
+            t->grad = g->grads + g->pspecs[t->off].off;
+            continue;
+        }
+        if (t->kind == TR_T_CONST) {
+            t->data = g->consts + t->off;
+            t->grad = NULL;
+            continue;
+        }
         t->data = a + off;
         t->grad = has_grad(g, i) ? ag + off : NULL;
-        off += align_up(tr_tensor_numel(t) * n);
+        off += align_up(tr_tensor_elems(t, n));
     }
     for (int i = 0; i < g->n_tensors; i++) {
         tr_tensor *t = &g->tensors[i];
@@ -321,9 +457,7 @@ void tr_graph_forward(tr_graph *g, int n)
 
 void tr_graph_zero_act_grads(tr_graph *g)
 {
-    int64_t act = 0;
-    for (int i = 0; i < g->n_tensors; i++)
-        if (g->tensors[i].view_of < 0) act += align_up(tr_tensor_numel(&g->tensors[i]) * g->planned_n);
+    int64_t act = arena_floats(g, g->planned_n);
     g->be->zero(g->be, g->act_grad, (size_t)act * sizeof(float));
 }
 
@@ -379,16 +513,25 @@ static int64_t node_params(const tr_graph *g, const tr_node *nd)
     return p;
 }
 
+static void shape_str(char *buf, size_t cap, const tr_tensor *t)
+{
+    size_t k = (size_t)snprintf(buf, cap, "(");
+    for (int i = 0; i < t->rank && k < cap; i++) k += (size_t)snprintf(buf + k, cap - k, "%s%d", i ? ", " : "", t->dims[i]);
+    if (k < cap) snprintf(buf + k, cap - k, ")");
+}
+
 void tr_graph_summary(const tr_graph *g, FILE *f)
 {
     const tr_tensor *in = &g->tensors[g->input];
     fprintf(f, "%-44s %-16s %-18s %12s %12s\n", "layer", "op", "output (C,H,W)", "params", "MFLOPs");
-    fprintf(f, "%-44s %-16s (%d, %d, %d)%*s %12d %12.3f\n", "input", "-", in->c, in->h, in->w, 0, "", 0, 0.0);
+    char ishape[48];
+    shape_str(ishape, sizeof ishape, in);
+    fprintf(f, "%-44s %-16s %-18s %12d %12.3f\n", "input", "-", ishape, 0, 0.0);
     for (int i = 0; i < g->n_nodes; i++) {
         const tr_node *nd = &g->nodes[i];
         const tr_tensor *t = &g->tensors[nd->out];
         char shape[48], op[32];
-        snprintf(shape, sizeof shape, "(%d, %d, %d)", t->c, t->h, t->w);
+        shape_str(shape, sizeof shape, t);
         snprintf(op, sizeof op, "%s", nd->op == TR_OP_ACT ? tr_act_name(nd->attr.act) : tr_op_name(nd->op));
         fprintf(f, "%-44s %-16s %-18s %12lld %12.3f\n", nd->name, op, shape, (long long)node_params(g, nd),
                 nd->flops / 1e6);

@@ -33,6 +33,18 @@ typedef enum {
     TR_OP_ATTENTION,     /* multi-head self-attention with in/out projections */
     TR_OP_PATCH_TOKENS,  /* (N,D,h,w) feature map -> (N, 1+h*w, D) tokens with class token + pos */
     TR_OP_SELECT_TOKEN,  /* (N,T,D) -> (N,1,D): token 0 */
+    /* general-shape operations of imported graphs (issue 10, trainer/layers_nd.h): inputs may
+     * be batchless (one copy for all samples) and broadcast numpy-style */
+    TR_OP_BINARY,        /* a ∘ b, kind in attr.binary */
+    TR_OP_UNARY,         /* f(x), kind and constants in attr.unary */
+    TR_OP_EXPAND,        /* broadcast x to the output shape (a copy; backward sums) */
+    TR_OP_REDUCE,        /* mean or sum over a set of axes, kept as size 1 */
+    TR_OP_SOFTMAX,       /* along one axis */
+    TR_OP_MATMUL,        /* numpy matmul of two rank >= 2 tensors, batch dims broadcast */
+    TR_OP_TRANSPOSE,     /* permutation of the per-sample axes */
+    TR_OP_SLICE,         /* strided slice of every per-sample axis */
+    TR_OP_CONCAT_AXIS,   /* concatenation along any per-sample axis */
+    TR_OP_PAD,           /* constant padding of every per-sample axis */
     TR_OP_COUNT
 } tr_op;
 
@@ -48,14 +60,45 @@ typedef enum {
 } tr_act;
 
 /* Per-sample shape. Feature maps are (c, h, w); token sequences (T, D) are stored as c = T,
- * h = 1, w = D; vectors as (1, 1, n). Element (n, i, j, k) is at ((n*c + i)*h + j)*w + k. */
+ * h = 1, w = D; vectors as (1, 1, n). Element (n, i, j, k) is at ((n*c + i)*h + j)*w + k.
+ * Imported (ONNX) graphs also carry the general shape dims[rank] (rank 0..TR_MAX_RANK, row
+ * major): (c, h, w) is then its 3-D reading, w the last dimension, h the one before and c the
+ * product of the rest (tr_shape_chw), so the (c, h, w) kernels run on it unchanged. */
+#define TR_MAX_RANK 6
+
+typedef enum {
+    TR_T_ACT,        /* an activation: planned per batch size in the arena */
+    TR_T_PARAM,      /* a trainable tensor read as an activation: a slice of g->params/g->grads */
+    TR_T_CONST,      /* constant data (g->consts), no gradient */
+} tr_tensor_kind;
+
 typedef struct {
     int c, h, w;
+    int rank;        /* general shape, same element count as c*h*w */
+    int dims[TR_MAX_RANK];
+    /* 1: one copy for the whole batch instead of one per sample (parameters, constants and
+     * values computed from them alone); ops broadcast it over the samples and sum its gradient
+     * over them. Always 1 for PARAM and CONST. */
+    int batchless;
+    tr_tensor_kind kind;
+    int64_t off;     /* PARAM: the pspec index; CONST: float offset in g->consts */
     int view_of;     /* -1, or the tensor whose memory this one shares (TR_OP_VIEW) */
-    float *data;     /* (N, c, h, w), backend memory, planned per batch size */
+    float *data;     /* (N, c, h, w), backend memory, planned per batch size; (c, h, w) when
+                        batchless */
     float *grad;     /* same shape; accumulated with += by the consumers' backward. NULL for the
-                        graph input unless g->input_grad is set: backward skips it then */
+                        graph input unless g->input_grad is set: backward skips it then; NULL for
+                        constants */
 } tr_tensor;
+
+/* (c, h, w) of a general shape (rank 0 is a scalar: 1, 1, 1). */
+static inline void tr_shape_chw(int rank, const int *dims, int *c, int *h, int *w)
+{
+    int64_t cc = 1;
+    for (int i = 0; i + 2 < rank; i++) cc *= dims[i];
+    *c = (int)cc;
+    *h = rank >= 2 ? dims[rank - 2] : 1;
+    *w = rank >= 1 ? dims[rank - 1] : 1;
+}
 
 static inline int64_t tr_tensor_numel(const tr_tensor *t) { return (int64_t)t->c * t->h * t->w; }
 
@@ -68,6 +111,25 @@ typedef struct { int in, out, bias; } tr_linear_attr;                /* acts on 
 typedef struct { float p; } tr_drop_attr;
 typedef struct { float eps; } tr_ln_attr;                            /* over the last dim w */
 typedef struct { int heads; } tr_attn_attr;
+
+/* general-shape operations; axes count per-sample dimensions (0 = the first after the batch) */
+typedef enum { TR_BIN_ADD, TR_BIN_SUB, TR_BIN_MUL, TR_BIN_DIV, TR_BIN_POW, TR_BIN_COUNT } tr_binary_kind;
+typedef enum {
+    TR_UN_NEG, TR_UN_SQRT, TR_UN_ERF, TR_UN_EXP, TR_UN_LOG, TR_UN_TANH, TR_UN_RECIP,
+    TR_UN_POWC,          /* x^a */
+    TR_UN_CLIP,          /* min(max(x, a), b) */
+    TR_UN_HSIGMOID,      /* max(0, min(1, a*x + b)) (ONNX HardSigmoid's alpha, beta) */
+    TR_UN_AFFINE,        /* a*x + b */
+    TR_UN_COUNT
+} tr_unary_kind;
+typedef enum { TR_RED_MEAN, TR_RED_SUM } tr_reduce_kind;
+typedef struct { tr_binary_kind kind; } tr_binary_attr;
+typedef struct { tr_unary_kind kind; float a, b; } tr_unary_attr;
+typedef struct { tr_reduce_kind kind; int axes; } tr_reduce_attr;          /* axes: bit mask */
+typedef struct { int axis; } tr_axis_attr;                                 /* softmax, concat */
+typedef struct { int perm[TR_MAX_RANK]; } tr_perm_attr;                    /* out axis i = in axis perm[i] */
+typedef struct { int start[TR_MAX_RANK], step[TR_MAX_RANK]; } tr_slice_attr; /* out dims from the tensor */
+typedef struct { int begin[TR_MAX_RANK]; float value; } tr_pad_attr;       /* end from the out dims */
 
 typedef struct tr_node {
     tr_op op;
@@ -85,6 +147,13 @@ typedef struct tr_node {
         tr_drop_attr drop;
         tr_ln_attr ln;
         tr_attn_attr attn;
+        tr_binary_attr binary;
+        tr_unary_attr unary;
+        tr_reduce_attr reduce;
+        tr_axis_attr axis;
+        tr_perm_attr perm;
+        tr_slice_attr slice;
+        tr_pad_attr pad;
         tr_act act;
         int token;
     } attr;
@@ -111,6 +180,7 @@ typedef enum {
     TR_INIT_KAIMING_NORMAL_IN,   /* N(0, 2/fan_in): torchvision DenseNet */
     TR_INIT_TORCH_DEFAULT,       /* U(±1/sqrt(fan_in)): nn.Conv2d / nn.Linear weight and bias */
     TR_INIT_XAVIER_UNIFORM,      /* U(±sqrt(6/(fan_in+fan_out))) */
+    TR_INIT_DATA,                /* the values in tr_param_spec.data (an imported model's own) */
     TR_INIT_COUNT
 } tr_init_kind;
 
@@ -125,6 +195,8 @@ typedef struct {
     int64_t off, count;          /* floats in g->params / g->grads / g->momentum */
     int64_t fan_in, fan_out;     /* as torch.nn.init._calculate_fan_in_and_fan_out */
     tr_init init;
+    float *data;                 /* TR_INIT_DATA: count values, owned by the graph; freed once
+                                    tr_graph_alloc has uploaded them */
 } tr_param_spec;
 
 typedef struct tr_graph tr_graph;
@@ -191,6 +263,8 @@ struct tr_graph {
     int64_t n_params;            /* floats in the flat parameter buffer */
     int64_t n_stats;             /* floats of non-trainable state (BN running statistics) */
     float *stats_init;           /* host copy of the initial stats values (n_stats) */
+    int64_t n_consts;            /* floats of constant tensors (TR_T_CONST) */
+    float *consts_init;          /* their host copy (n_consts) */
     int input, output;           /* tensor ids: (N, c, h, w) images, (N, 1, 1, classes) logits */
     int classes;
     /* Backend memory, valid after tr_graph_alloc / tr_graph_plan. */
@@ -198,6 +272,7 @@ struct tr_graph {
     float *grads;                /* (n_params) */
     float *momentum;             /* (n_params) */
     float *stats;                /* (n_stats) */
+    float *consts;               /* (n_consts) */
     float *act, *act_grad;       /* activation arenas for planned_n samples */
     float *saved_arena;
     float *ws;                   /* shared scratch */
@@ -229,6 +304,29 @@ const tr_tensor *tr_graph_tensor(const tr_graph *g, int id);
 /* An extra leaf tensor (like the input: no producing node, but it gets a gradient): for ops
  * with several inputs in tests, and for parameters-as-activations. Returns its id. */
 int tr_graph_add_leaf(tr_graph *g, int c, int h, int w);
+
+/* ---- general shapes (imported graphs) ---- */
+/* A graph whose input has the general per-sample shape dims[rank]. */
+tr_graph *tr_graph_new_nd(int rank, const int *dims);
+/* As tr_graph_add_node with a general output shape; batchless: the output is one copy for the
+ * whole batch (all inputs batchless). */
+tr_node *tr_graph_add_node_nd(tr_graph *g, tr_op op, const char *name, const int *in, int n_in,
+                              int rank, const int *dims, int batchless);
+/* A trainable tensor that ops read like an activation (a class token, a position embedding, a
+ * MatMul weight): registers a parameter spec `name` (no node) and returns the tensor id of a
+ * batchless TR_T_PARAM tensor. data (count values, copied) is used when init.kind is
+ * TR_INIT_DATA. */
+int tr_graph_add_param_tensor(tr_graph *g, const char *name, int rank, const int *dims,
+                              int64_t fan_in, int64_t fan_out, tr_init init, const float *data);
+/* A constant tensor (copied from data); returns its id. */
+int tr_graph_add_const_tensor(tr_graph *g, int rank, const int *dims, const float *data);
+/* A leaf with a general shape (graph inputs beyond the first, for conformance runs). */
+int tr_graph_add_leaf_nd(tr_graph *g, int rank, const int *dims);
+/* Elements of a tensor's memory: numel, times n unless batchless. */
+static inline int64_t tr_tensor_elems(const tr_tensor *t, int n)
+{
+    return tr_tensor_numel(t) * (t->batchless ? 1 : n);
+}
 
 /* ---- memory and execution ---- */
 /* Attaches the backend and allocates parameters, gradients, momentum and statistics; inits
