@@ -19,6 +19,7 @@ typedef int (*gc_build_fn)(tr_graph *g, int x, void *arg);
 
 typedef struct {
     int n, c, h, w;       /* batch and input shape */
+    int rank, dims[TR_MAX_RANK];   /* rank > 0: a general input shape instead of (c, h, w) */
     float step;           /* finite-difference step (default 1e-2) */
     float tol;            /* bound on ‖analytic − numeric‖₂ / ‖numeric‖₂ (default 1e-2) */
     int training;         /* graph mode (default 1) */
@@ -36,7 +37,7 @@ typedef struct {
 static double gc_loss(tr_graph *g, int n, const float *r, float *host_out, tr_rng saved_rng)
 {
     const tr_tensor *o = &g->tensors[g->output];
-    int64_t m = (int64_t)n * tr_tensor_numel(o);
+    int64_t m = tr_tensor_elems(o, n);
     g->rng = saved_rng;   /* dropout-like ops draw the same masks every time */
     tr_graph_forward(g, n);
     g->be->download(g->be, host_out, o->data, (size_t)m * sizeof(float));
@@ -87,7 +88,7 @@ static int gc_check(const char *what, gc_build_fn build, void *arg, gc_opts o, g
     gc_result rr = {0, 0, 0};
     deba_err e = {0};
     tr_backend *be = tr_backend_cpu_new(&e);
-    tr_graph *g = tr_graph_new(o.c, o.h, o.w);
+    tr_graph *g = o.rank > 0 ? tr_graph_new_nd(o.rank, o.dims) : tr_graph_new(o.c, o.h, o.w);
     if (!be || !g) { fprintf(stderr, "%s: setup failed: %s\n", what, e.msg); return -1; }
     g->input_grad = 1;
     g->training = o.training;
@@ -101,13 +102,16 @@ static int gc_check(const char *what, gc_build_fn build, void *arg, gc_opts o, g
     }
     tr_rng rng;
     tr_rng_seed(&rng, o.seed, 99);
-    /* leaves: tensors no node produces */
+    /* leaves: activation tensors no node produces (parameter tensors are checked below with
+     * the other parameters; constants have no gradient) */
     char *produced = calloc((size_t)g->n_tensors, 1);
     for (int i = 0; i < g->n_nodes; i++) produced[g->nodes[i].out] = 1;
+    for (int i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].kind != TR_T_ACT) produced[i] = 1;
     for (int i = 0; i < g->n_tensors; i++) {
         if (produced[i]) continue;
         tr_tensor *t = &g->tensors[i];
-        int64_t m = (int64_t)o.n * tr_tensor_numel(t);
+        int64_t m = tr_tensor_elems(t, o.n);
         float *h = malloc((size_t)m * sizeof(float));
         for (int64_t j = 0; j < m; j++) h[j] = (float)(2 * tr_rng_uniform(&rng) - 1);
         be->upload(be, t->data, h, (size_t)m * sizeof(float));
@@ -120,7 +124,7 @@ static int gc_check(const char *what, gc_build_fn build, void *arg, gc_opts o, g
         free(h);
     }
     const tr_tensor *ot = &g->tensors[out];
-    int64_t m = (int64_t)o.n * tr_tensor_numel(ot);
+    int64_t m = tr_tensor_elems(ot, o.n);
     float *r = malloc((size_t)m * sizeof(float)), *host_out = malloc((size_t)m * sizeof(float));
     for (int64_t j = 0; j < m; j++) r[j] = (float)(2 * tr_rng_uniform(&rng) - 1);
     tr_rng saved = g->rng;
@@ -134,7 +138,7 @@ static int gc_check(const char *what, gc_build_fn build, void *arg, gc_opts o, g
     for (int i = 0; i < g->n_tensors; i++) {
         if (produced[i]) continue;
         tr_tensor *t = &g->tensors[i];
-        double err = gc_compare(g, o.n, t->data, t->grad, (int64_t)o.n * tr_tensor_numel(t), r, host_out,
+        double err = gc_compare(g, o.n, t->data, t->grad, tr_tensor_elems(t, o.n), r, host_out,
                                 saved, &o, &pick, &rr.checked);
         if (err > rr.err_input) rr.err_input = err;
     }
