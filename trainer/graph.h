@@ -102,8 +102,18 @@ static inline void tr_shape_chw(int rank, const int *dims, int *c, int *h, int *
 
 static inline int64_t tr_tensor_numel(const tr_tensor *t) { return (int64_t)t->c * t->h * t->w; }
 
-typedef struct { int cin, cout, k, stride, pad, groups, bias; } tr_conv_attr;
-typedef struct { int k, stride, pad; } tr_pool_attr;                 /* avg: count_include_pad */
+/* Conv and pool windows: kernel kh x kw, strides sh, sw, dilations dh, dw, padding pt, pl before
+ * and pb, pr after the rows and columns. k, stride, pad repeat kh, sh, pt for readers of the
+ * built-in models' square, symmetric, undilated windows. */
+typedef struct {
+    int cin, cout, k, stride, pad, groups, bias;
+    int kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+} tr_conv_attr;
+typedef struct {
+    int k, stride, pad;
+    int kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+    int ceil_mode, count_include_pad;   /* count_include_pad: avg only */
+} tr_pool_attr;
 typedef struct { int oh, ow; } tr_adapool_attr;
 typedef struct { float eps, momentum; int64_t stat_off; } tr_bn_attr; /* running mean at stat_off,
                                                                           running var at +C */

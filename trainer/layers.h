@@ -17,6 +17,16 @@ int tr_activation(tr_graph *g, const char *name, int x, tr_act kind);
 int tr_maxpool(tr_graph *g, const char *name, int x, int k, int stride, int pad);
 int tr_avgpool(tr_graph *g, const char *name, int x, int k, int stride, int pad);
 int tr_adaptive_avgpool(tr_graph *g, const char *name, int x, int oh, int ow);
+
+/* A kernel window: size, stride, dilation, and padding before/after each spatial axis. */
+typedef struct { int kh, kw, sh, sw, dh, dw, pt, pl, pb, pr; } tr_win;
+/* ONNX Conv / MaxPool / AveragePool windows. Output size floor((H + pt + pb - dh*(kh-1) - 1)/sh) + 1
+ * (ceil with ceil_mode, dropping a last window that would start in the bottom/right padding, as
+ * PyTorch); likewise for W. tr_conv2d, tr_maxpool and tr_avgpool are these with a square,
+ * symmetric, undilated window (and count_include_pad = 1). */
+int tr_conv2d_win(tr_graph *g, const char *name, int x, int cout, const tr_win *win, int groups, int bias, const tr_init *w_init, const tr_init *b_init);
+int tr_maxpool_win(tr_graph *g, const char *name, int x, const tr_win *win, int ceil_mode);
+int tr_avgpool_win(tr_graph *g, const char *name, int x, const tr_win *win, int ceil_mode, int count_include_pad);
 /* y = x W^T + b over the last dim w (rows = N*c*h); W is (out, in) as nn.Linear. */
 int tr_linear(tr_graph *g, const char *name, int x, int out, int bias, const tr_init *w_init,
               const tr_init *b_init);

@@ -2,6 +2,7 @@
  * residual add, and the views (flatten, reshape). FLOPs count a multiply-add as 2 and other
  * element-wise work as 1 per element (pools: one per window element read). */
 #include "trainer/layers.h"
+#include "trainer/layers/conv_taps.h"
 
 static const tr_tensor *input_of(tr_graph *g, const char *name, int x)
 {
@@ -46,33 +47,59 @@ int tr_activation(tr_graph *g, const char *name, int x, tr_act kind)
     return nd->out;
 }
 
-static int pool(tr_graph *g, tr_op op, const char *name, int x, int k, int stride, int pad)
+static int pool(tr_graph *g, tr_op op, const char *name, int x, const tr_win *win, int ceil_mode,
+                int count_include_pad)
 {
     const tr_tensor *t = input_of(g, name, x);
     if (!t) return -1;
-    if (k <= 0 || stride <= 0 || pad < 0 || pad > k / 2)
-        return tr_graph_fail(g, "%s: invalid pooling (kernel %d, stride %d, pad %d; pad must be at most half the kernel)",
-                             name, k, stride, pad);
-    if (t->h + 2 * pad < k || t->w + 2 * pad < k)
-        return tr_graph_fail(g, "%s: a %dx%d input with padding %d is smaller than the %dx%d window", name, t->h,
-                             t->w, pad, k, k);
-    const int OH = (t->h + 2 * pad - k) / stride + 1, OW = (t->w + 2 * pad - k) / stride + 1, C = t->c;
+    const char *what = op == TR_OP_MAXPOOL ? "maxpool" : "avgpool";
+    if (!win) return tr_graph_fail(g, "%s: %s without a window", name, what);
+    const tr_win w = *win;
+    if (w.kh <= 0 || w.kw <= 0 || w.sh <= 0 || w.sw <= 0 || w.dh <= 0 || w.dw <= 0 || w.pt < 0 || w.pl < 0 ||
+        w.pb < 0 || w.pr < 0 || (ceil_mode != 0 && ceil_mode != 1) ||
+        (count_include_pad != 0 && count_include_pad != 1))
+        return tr_graph_fail(g,
+                             "%s: invalid %s (window %dx%d, stride %dx%d, dilation %dx%d, pads top %d left %d "
+                             "bottom %d right %d, ceil_mode %d, count_include_pad %d)",
+                             name, what, w.kh, w.kw, w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, w.pb, w.pr, ceil_mode,
+                             count_include_pad);
+    const int OH = tr_win_out(t->h, w.kh, w.sh, w.dh, w.pt, w.pb, ceil_mode);
+    const int OW = tr_win_out(t->w, w.kw, w.sw, w.dw, w.pl, w.pr, ceil_mode), C = t->c;
+    if (OH <= 0 || OW <= 0)
+        return tr_graph_fail(g,
+                             "%s: a %dx%d input padded by (top %d, left %d, bottom %d, right %d) is smaller than "
+                             "the %dx%d window dilated by %dx%d",
+                             name, t->h, t->w, w.pt, w.pl, w.pb, w.pr, w.kh, w.kw, w.dh, w.dw);
     tr_node *nd = tr_graph_add_node(g, op, name, &x, 1, C, OH, OW);
     if (!nd) return -1;
-    nd->attr.pool = (tr_pool_attr){k, stride, pad};
-    nd->flops = (double)C * OH * OW * k * k;
+    nd->attr.pool = (tr_pool_attr){.k = w.kh, .stride = w.sh, .pad = w.pt, .kh = w.kh, .kw = w.kw, .sh = w.sh,
+                                   .sw = w.sw, .dh = w.dh, .dw = w.dw, .pt = w.pt, .pl = w.pl, .pb = w.pb, .pr = w.pr,
+                                   .ceil_mode = ceil_mode, .count_include_pad = count_include_pad};
+    nd->flops = (double)C * OH * OW * w.kh * w.kw;
     if (op == TR_OP_MAXPOOL) nd->saved_per_sample = (int64_t)C * OH * OW;   /* argmax, int32 */
     return nd->out;
 }
 
+int tr_maxpool_win(tr_graph *g, const char *name, int x, const tr_win *win, int ceil_mode)
+{
+    return pool(g, TR_OP_MAXPOOL, name, x, win, ceil_mode, 1);
+}
+
+int tr_avgpool_win(tr_graph *g, const char *name, int x, const tr_win *win, int ceil_mode, int count_include_pad)
+{
+    return pool(g, TR_OP_AVGPOOL, name, x, win, ceil_mode, count_include_pad);
+}
+
 int tr_maxpool(tr_graph *g, const char *name, int x, int k, int stride, int pad)
 {
-    return pool(g, TR_OP_MAXPOOL, name, x, k, stride, pad);
+    const tr_win w = {k, k, stride, stride, 1, 1, pad, pad, pad, pad};
+    return tr_maxpool_win(g, name, x, &w, 0);
 }
 
 int tr_avgpool(tr_graph *g, const char *name, int x, int k, int stride, int pad)
 {
-    return pool(g, TR_OP_AVGPOOL, name, x, k, stride, pad);
+    const tr_win w = {k, k, stride, stride, 1, 1, pad, pad, pad, pad};
+    return tr_avgpool_win(g, name, x, &w, 0, 1);
 }
 
 int tr_adaptive_avgpool(tr_graph *g, const char *name, int x, int oh, int ow)

@@ -1,5 +1,5 @@
 /* The conv2d builder: shape, torchvision-default parameters, FLOPs, and the im2col scratch the
- * CPU backend's GEMMs need. */
+ * CPU backend's GEMMs need. tr_conv2d is the square, symmetric, undilated case of tr_conv2d_win. */
 #include "trainer/layers.h"
 #include "trainer/layers/conv_taps.h"
 
@@ -7,51 +7,73 @@
  * columns per sample), so the CPU backend batches ceil(this / (OH*OW)) samples per GEMM. */
 #define TR_CONV_GEMM_COLUMNS 2048
 
-int tr_conv2d(tr_graph *g, const char *name, int x, int cout, int k, int stride, int pad,
-              int groups, int bias, const tr_init *w_init, const tr_init *b_init)
+int tr_conv2d_win(tr_graph *g, const char *name, int x, int cout, const tr_win *win, int groups, int bias,
+                  const tr_init *w_init, const tr_init *b_init)
 {
     if (g->failed) return -1;
     const tr_tensor *t = tr_graph_tensor(g, x);
     if (!t) return tr_graph_fail(g, "%s: input %d is not a tensor of this graph", name, x);
+    if (!win) return tr_graph_fail(g, "%s: conv2d without a window", name);
+    const tr_win w = *win;
     const int cin = t->c, H = t->h, W = t->w;
-    if (k > TR_CONV_MAX_K)
-        return tr_graph_fail(g, "%s: kernel size %d is larger than the %d supported", name, k, TR_CONV_MAX_K);
-    if (k <= 0 || stride <= 0 || pad < 0 || groups <= 0 || cout <= 0)
-        return tr_graph_fail(g, "%s: invalid conv2d arguments (out %d, kernel %d, stride %d, pad %d, groups %d)",
-                             name, cout, k, stride, pad, groups);
+    if (w.kh > TR_CONV_MAX_K || w.kw > TR_CONV_MAX_K)
+        return tr_graph_fail(g, "%s: kernel %dx%d is larger than the %d supported per axis", name, w.kh, w.kw,
+                             TR_CONV_MAX_K);
+    if (w.kh <= 0 || w.kw <= 0 || w.sh <= 0 || w.sw <= 0 || w.dh <= 0 || w.dw <= 0 || w.pt < 0 || w.pl < 0 ||
+        w.pb < 0 || w.pr < 0 || groups <= 0 || cout <= 0)
+        return tr_graph_fail(g,
+                             "%s: invalid conv2d arguments (out %d, kernel %dx%d, stride %dx%d, dilation %dx%d, "
+                             "pads top %d left %d bottom %d right %d, groups %d)",
+                             name, cout, w.kh, w.kw, w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, w.pb, w.pr, groups);
     if (cin % groups || cout % groups)
         return tr_graph_fail(g, "%s: %d input and %d output channels are not divisible by %d groups", name, cin,
                              cout, groups);
-    if (H + 2 * pad < k || W + 2 * pad < k)
-        return tr_graph_fail(g, "%s: a %dx%d input with padding %d is smaller than the %dx%d kernel", name, H, W,
-                             pad, k, k);
-    const int OH = (H + 2 * pad - k) / stride + 1, OW = (W + 2 * pad - k) / stride + 1;
+    const int OH = tr_win_out(H, w.kh, w.sh, w.dh, w.pt, w.pb, 0), OW = tr_win_out(W, w.kw, w.sw, w.dw, w.pl, w.pr, 0);
+    if (OH <= 0 || OW <= 0)
+        return tr_graph_fail(g,
+                             "%s: a %dx%d input padded by (top %d, left %d, bottom %d, right %d) is smaller than "
+                             "the %dx%d kernel dilated by %dx%d",
+                             name, H, W, w.pt, w.pl, w.pb, w.pr, w.kh, w.kw, w.dh, w.dw);
+    int taps[TR_CONV_MAX_TAPS];
+    const int nt = tr_conv_live_taps(H, W, OH, OW, w.kh, w.kw, w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, taps);
+    /* an output of biases alone is no convolution, and a GEMM of depth 0 is not one BLAS takes */
+    if (nt == 0)
+        return tr_graph_fail(g, "%s: every tap of the %dx%d kernel reads only padding on the %dx%d input", name,
+                             w.kh, w.kw, H, W);
     tr_node *nd = tr_graph_add_node(g, TR_OP_CONV2D, name, &x, 1, cout, OH, OW);
     if (!nd) return -1;
-    nd->attr.conv = (tr_conv_attr){cin, cout, k, stride, pad, groups, bias ? 1 : 0};
+    nd->attr.conv = (tr_conv_attr){.cin = cin, .cout = cout, .k = w.kh, .stride = w.sh, .pad = w.pt,
+                                   .groups = groups, .bias = bias ? 1 : 0, .kh = w.kh, .kw = w.kw, .sh = w.sh,
+                                   .sw = w.sw, .dh = w.dh, .dw = w.dw, .pt = w.pt, .pl = w.pl, .pb = w.pb, .pr = w.pr};
 
-    const int64_t P = (int64_t)OH * OW, kg = (int64_t)(cin / groups) * k * k;
+    const int kk = w.kh * w.kw;
+    const int64_t P = (int64_t)OH * OW, kg = (int64_t)(cin / groups) * kk;
     nd->flops = 2.0 * (double)cout * (double)P * (double)kg + (bias ? (double)cout * P : 0.0);
     if (groups == cin && cin == cout && groups > 1) {
         nd->ws_per_sample = 0;   /* depthwise: direct loops, no columns */
     } else {
-        int taps[TR_CONV_MAX_TAPS];
-        const int nt = tr_conv_live_taps(H, W, OH, OW, k, stride, pad, taps);
         const int64_t nb = P >= TR_CONV_GEMM_COLUMNS ? 1 : (TR_CONV_GEMM_COLUMNS + P - 1) / P;
-        const int pointwise = k == 1 && stride == 1 && pad == 0;
+        const int pointwise = kk == 1 && w.sh == 1 && w.sw == 1 && !(w.pt | w.pl | w.pb | w.pr);
         /* columns (cin*live taps, nb*P), plus the GEMM output (cout, nb*P) when it is not NCHW;
          * weights and their grads packed to the live taps when some taps only see padding */
         nd->ws_per_sample = nb == 1 && pointwise ? 0 : (int64_t)cin * nt * P + (nb > 1 ? cout * P : 0);
         nd->ws_max_samples = (int)nb;
-        nd->ws_fixed = nt < k * k ? 2 * (int64_t)cout * (cin / groups) * nt : 0;
+        nd->ws_fixed = nt < kk ? 2 * (int64_t)cout * (cin / groups) * nt : 0;
     }
 
     tr_init wi = w_init ? *w_init : (tr_init){TR_INIT_TORCH_DEFAULT, 0.f};
-    /* torch: fan_in = (cin/groups)*k*k, fan_out = cout*k*k; the bias bound uses the weight's fan_in */
-    if (tr_graph_add_param(g, nd, "weight", (int64_t)cout * kg, kg, (int64_t)cout * k * k, wi) < 0) return -1;
+    /* torch: fan_in = (cin/groups)*kh*kw, fan_out = cout*kh*kw; the bias bound uses the weight's fan_in */
+    if (tr_graph_add_param(g, nd, "weight", (int64_t)cout * kg, kg, (int64_t)cout * kk, wi) < 0) return -1;
     if (bias) {
         tr_init bi = b_init ? *b_init : (tr_init){TR_INIT_TORCH_DEFAULT, 0.f};
-        if (tr_graph_add_param(g, nd, "bias", cout, kg, (int64_t)cout * k * k, bi) < 0) return -1;
+        if (tr_graph_add_param(g, nd, "bias", cout, kg, (int64_t)cout * kk, bi) < 0) return -1;
     }
     return nd->out;
+}
+
+int tr_conv2d(tr_graph *g, const char *name, int x, int cout, int k, int stride, int pad,
+              int groups, int bias, const tr_init *w_init, const tr_init *b_init)
+{
+    const tr_win w = {k, k, stride, stride, 1, 1, pad, pad, pad, pad};
+    return tr_conv2d_win(g, name, x, cout, &w, groups, bias, w_init, b_init);
 }

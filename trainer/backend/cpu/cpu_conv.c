@@ -1,6 +1,7 @@
-/* 2-D convolution on the CPU: im2col + sgemm over chunks of samples (the builder picks the
- * chunk so each GEMM has enough columns), per-group GEMMs, and a direct OpenMP path for
- * depthwise convolution that needs no column buffer. Kernel taps that only ever read padding
+/* 2-D convolution on the CPU for any window (kh x kw, per-axis stride and dilation, padding
+ * before/after each axis): im2col + sgemm over chunks of samples (the builder picks the chunk so
+ * each GEMM has enough columns), per-group GEMMs, and a direct OpenMP path for depthwise
+ * convolution that needs no column buffer. Kernel taps that only ever read padding
  * (a 3x3 conv on a 1x1 map has one live tap) are left out of the columns and the GEMM; the
  * weights are packed to the live taps in scratch for that. */
 #include "trainer/backend/cpu/cpu_kernels.h"
@@ -8,12 +9,14 @@
 
 #include <string.h>
 
+/* One axis of the window: tap t of output o reads input o*s + t*d - p (p: padding before). */
 typedef struct {
-    int cin, cout, k, s, p, groups;
+    int cin, cout, groups;
+    int kh, kw, sh, sw, dh, dw, pt, pl;
     int H, W, OH, OW;
     int64_t HW, P;          /* input and output plane sizes */
     int coutg, Kg;          /* per group: output channels, GEMM depth (cin/groups * live taps) */
-    int nt, taps[TR_CONV_MAX_TAPS];   /* live taps ki*k + kj, ascending */
+    int nt, taps[TR_CONV_MAX_TAPS];   /* live taps ki*kw + kj, ascending */
 } conv_geo;
 
 static conv_geo geo_of(const tr_graph *g, const tr_node *nd)
@@ -21,17 +24,23 @@ static conv_geo geo_of(const tr_graph *g, const tr_node *nd)
     const tr_conv_attr *a = &nd->attr.conv;
     const tr_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
     conv_geo q;
-    q.cin = a->cin, q.cout = a->cout, q.k = a->k, q.s = a->stride, q.p = a->pad, q.groups = a->groups;
+    q.cin = a->cin, q.cout = a->cout, q.groups = a->groups;
+    q.kh = a->kh, q.kw = a->kw, q.sh = a->sh, q.sw = a->sw, q.dh = a->dh, q.dw = a->dw, q.pt = a->pt, q.pl = a->pl;
     q.H = x->h, q.W = x->w, q.OH = y->h, q.OW = y->w;
     q.HW = (int64_t)q.H * q.W;
     q.P = (int64_t)q.OH * q.OW;
     q.coutg = q.cout / q.groups;
-    q.nt = tr_conv_live_taps(q.H, q.W, q.OH, q.OW, q.k, q.s, q.p, q.taps);
+    q.nt = tr_conv_live_taps(q.H, q.W, q.OH, q.OW, q.kh, q.kw, q.sh, q.sw, q.dh, q.dw, q.pt, q.pl, q.taps);
     q.Kg = q.cin / q.groups * q.nt;
     return q;
 }
 
-static int all_taps(const conv_geo *q) { return q->nt == q->k * q->k; }
+static int all_taps(const conv_geo *q) { return q->nt == q->kh * q->kw; }
+
+/* Offsets of tap (ki, kj) from an output's window origin, padding included: the valid-range
+ * and row-pointer arithmetic below all start from these. */
+static int row_off(const conv_geo *q, int ki) { return ki * q->dh - q->pt; }
+static int col_off(const conv_geo *q, int kj) { return kj * q->dw - q->pl; }
 
 /* Samples per GEMM, as the builder planned the scratch for (ws_max_samples). */
 static int chunk_of(const tr_node *nd, int n)
@@ -40,7 +49,12 @@ static int chunk_of(const tr_node *nd, int n)
     return nb < n ? nb : n;
 }
 
-static int is_pointwise(const conv_geo *q) { return q->k == 1 && q->s == 1 && q->p == 0; }
+/* The input already is the column matrix: 1x1 taps, unit strides, no padding (so OH = H). */
+static int is_pointwise(const conv_geo *q)
+{
+    return q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && q->pt == 0 && q->pl == 0 && q->OH == q->H &&
+           q->OW == q->W;
+}
 
 /* Small output planes (OW below this) copy through a table of input offsets per kernel tap
  * instead of row-wise memcpy: on 4x4, 2x2 and 1x1 maps the per-row calls cost more than the
@@ -55,7 +69,7 @@ static void tap_table(int *tab, int ki, int kj, const conv_geo *q)
 {
     for (int oh = 0; oh < q->OH; oh++)
         for (int ow = 0; ow < q->OW; ow++) {
-            int ih = oh * q->s - q->p + ki, iw = ow * q->s - q->p + kj;
+            int ih = oh * q->sh + row_off(q, ki), iw = ow * q->sw + col_off(q, kj);
             tab[oh * q->OW + ow] = ih >= 0 && ih < q->H && iw >= 0 && iw < q->W ? ih * q->W + iw : -1;
         }
 }
@@ -69,7 +83,7 @@ static void im2col(float *col, const float *x, int m, const conv_geo *q)
 #pragma omp parallel
         {
             int tab[TR_CONV_TABLE_MAX];
-            for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / q->k, q->taps[t] % q->k, q);
+            for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / q->kw, q->taps[t] % q->kw, q);
 #pragma omp for schedule(static)
             for (int r = 0; r < rows; r++) {
                 const int ci = r / nt, *tb = tab + (r % nt) * q->P;
@@ -84,22 +98,22 @@ static void im2col(float *col, const float *x, int m, const conv_geo *q)
     }
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
-        int ci = r / nt, ki = q->taps[r % nt] / q->k, kj = q->taps[r % nt] % q->k;
+        int ci = r / nt, ki = q->taps[r % nt] / q->kw, kj = q->taps[r % nt] % q->kw;
         int oh0, oh1, ow0, ow1;
-        tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
-        tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+        tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
+        tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
         for (int s = 0; s < m; s++) {
             float *dst = col + r * ld + s * q->P;
             const float *xp = x + ((int64_t)s * q->cin + ci) * q->HW;
             if (oh0 > 0) memset(dst, 0, sizeof(float) * (size_t)oh0 * q->OW);
             for (int oh = oh0; oh < oh1; oh++) {
                 float *d = dst + (int64_t)oh * q->OW;
-                const float *xr = xp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
+                const float *xr = xp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
                 for (int ow = 0; ow < ow0; ow++) d[ow] = 0.f;
-                if (q->s == 1)
+                if (q->sw == 1)
                     memcpy(d + ow0, xr + ow0, sizeof(float) * (size_t)(ow1 - ow0));
                 else
-                    for (int ow = ow0; ow < ow1; ow++) d[ow] = xr[ow * q->s];
+                    for (int ow = ow0; ow < ow1; ow++) d[ow] = xr[ow * q->sw];
                 for (int ow = ow1; ow < q->OW; ow++) d[ow] = 0.f;
             }
             if (oh1 < q->OH) memset(dst + (int64_t)oh1 * q->OW, 0, sizeof(float) * (size_t)(q->OH - oh1) * q->OW);
@@ -112,7 +126,7 @@ static void im2col(float *col, const float *x, int m, const conv_geo *q)
  * each element sums its taps in ascending order. */
 static void col2im_add(float *dx, const float *dcol, int m, const conv_geo *q)
 {
-    const int k = q->k, nt = q->nt;
+    const int kw = q->kw, nt = q->nt;
     const int64_t ld = (int64_t)m * q->P;
     if (use_table(q)) {
         /* channel outermost: each column row is read front to back (sample by sample), while
@@ -120,7 +134,7 @@ static void col2im_add(float *dx, const float *dcol, int m, const conv_geo *q)
 #pragma omp parallel
         {
             int tab[TR_CONV_TABLE_MAX];
-            for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / k, q->taps[t] % k, q);
+            for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / kw, q->taps[t] % kw, q);
 #pragma omp for schedule(static)
             for (int ci = 0; ci < q->cin; ci++)
                 for (int t = 0; t < nt; t++) {
@@ -141,27 +155,27 @@ static void col2im_add(float *dx, const float *dcol, int m, const conv_geo *q)
         for (int ci = 0; ci < q->cin; ci++) {
             float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
             for (int t = 0; t < nt; t++) {
-                const int ki = q->taps[t] / k, kj = q->taps[t] % k;
+                const int ki = q->taps[t] / kw, kj = q->taps[t] % kw;
                 const float *src = dcol + ((int64_t)ci * nt + t) * ld + s * q->P;
                 int oh0, oh1, ow0, ow1;
-                tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
-                tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+                tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
+                tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
                 for (int oh = oh0; oh < oh1; oh++) {
-                    float *d = dxp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
+                    float *d = dxp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
                     const float *sr = src + (int64_t)oh * q->OW;
-                    if (q->s == 1)
+                    if (q->sw == 1)
                         for (int ow = ow0; ow < ow1; ow++) d[ow] += sr[ow];
                     else
-                        for (int ow = ow0; ow < ow1; ow++) d[ow * q->s] += sr[ow];
+                        for (int ow = ow0; ow < ow1; ow++) d[ow * q->sw] += sr[ow];
                 }
             }
         }
 }
 
-/* The weights (cout, cin/g, k, k) restricted to the live taps: (cout, cin/g * nt). */
+/* The weights (cout, cin/g, kh, kw) restricted to the live taps: (cout, cin/g * nt). */
 static void pack_live(float *wc, const float *w, const conv_geo *q)
 {
-    const int kk = q->k * q->k, rows = q->cout * (q->cin / q->groups);
+    const int kk = q->kh * q->kw, rows = q->cout * (q->cin / q->groups);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < q->nt; t++) wc[(int64_t)r * q->nt + t] = w[(int64_t)r * kk + q->taps[t]];
@@ -169,7 +183,7 @@ static void pack_live(float *wc, const float *w, const conv_geo *q)
 
 static void unpack_live_add(float *dw, const float *dwc, const conv_geo *q)
 {
-    const int kk = q->k * q->k, rows = q->cout * (q->cin / q->groups);
+    const int kk = q->kh * q->kw, rows = q->cout * (q->cin / q->groups);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < q->nt; t++) dw[(int64_t)r * kk + q->taps[t]] += dwc[(int64_t)r * q->nt + t];
@@ -179,28 +193,28 @@ static void unpack_live_add(float *dw, const float *dwc, const conv_geo *q)
 
 static void dw_forward(const conv_geo *q, float *y, const float *x, const float *w, const float *b, int n)
 {
-    const int k = q->k;
+    const int kh = q->kh, kw = q->kw;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int s = 0; s < n; s++)
         for (int c = 0; c < q->cin; c++) {
             const float *xp = x + ((int64_t)s * q->cin + c) * q->HW;
             float *yp = y + ((int64_t)s * q->cin + c) * q->P;
-            const float *wc = w + (int64_t)c * k * k;
+            const float *wc = w + (int64_t)c * kh * kw;
             float bv = b ? b[c] : 0.f;
             for (int64_t i = 0; i < q->P; i++) yp[i] = bv;
-            for (int ki = 0; ki < k; ki++)
-                for (int kj = 0; kj < k; kj++) {
-                    float wv = wc[ki * k + kj];
+            for (int ki = 0; ki < kh; ki++)
+                for (int kj = 0; kj < kw; kj++) {
+                    float wv = wc[ki * kw + kj];
                     int oh0, oh1, ow0, ow1;
-                    tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
-                    tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+                    tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
+                    tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
                     for (int oh = oh0; oh < oh1; oh++) {
                         float *yr = yp + (int64_t)oh * q->OW;
-                        const float *xr = xp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
-                        if (q->s == 1)
+                        const float *xr = xp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
+                        if (q->sw == 1)
                             for (int ow = ow0; ow < ow1; ow++) yr[ow] += wv * xr[ow];
                         else
-                            for (int ow = ow0; ow < ow1; ow++) yr[ow] += wv * xr[ow * q->s];
+                            for (int ow = ow0; ow < ow1; ow++) yr[ow] += wv * xr[ow * q->sw];
                     }
                 }
         }
@@ -209,11 +223,11 @@ static void dw_forward(const conv_geo *q, float *y, const float *x, const float 
 static void dw_backward(const conv_geo *q, float *dx, float *dw, float *db, const float *dy,
                         const float *x, const float *w, int n)
 {
-    const int k = q->k;
+    const int kh = q->kh, kw = q->kw;
     /* parameter grads: one thread per channel, summing over samples */
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < q->cin; c++) {
-        float *dwc = dw + (int64_t)c * k * k;
+        float *dwc = dw + (int64_t)c * kh * kw;
         double bsum = 0;
         for (int s = 0; s < n; s++) {
             const float *xp = x + ((int64_t)s * q->cin + c) * q->HW;
@@ -224,23 +238,23 @@ static void dw_backward(const conv_geo *q, float *dx, float *dw, float *db, cons
                 for (int64_t i = 0; i < q->P; i++) acc += dyp[i];
                 bsum += acc;
             }
-            for (int ki = 0; ki < k; ki++)
-                for (int kj = 0; kj < k; kj++) {
+            for (int ki = 0; ki < kh; ki++)
+                for (int kj = 0; kj < kw; kj++) {
                     int oh0, oh1, ow0, ow1;
-                    tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
-                    tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+                    tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
+                    tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
                     float acc = 0.f;
                     for (int oh = oh0; oh < oh1; oh++) {
                         const float *dr = dyp + (int64_t)oh * q->OW;
-                        const float *xr = xp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
-                        if (q->s == 1) {
+                        const float *xr = xp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
+                        if (q->sw == 1) {
 #pragma omp simd reduction(+ : acc)
                             for (int ow = ow0; ow < ow1; ow++) acc += dr[ow] * xr[ow];
                         } else {
-                            for (int ow = ow0; ow < ow1; ow++) acc += dr[ow] * xr[ow * q->s];
+                            for (int ow = ow0; ow < ow1; ow++) acc += dr[ow] * xr[ow * q->sw];
                         }
                     }
-                    dwc[ki * k + kj] += acc;
+                    dwc[ki * kw + kj] += acc;
                 }
         }
         if (db) db[c] += (float)bsum;
@@ -251,20 +265,20 @@ static void dw_backward(const conv_geo *q, float *dx, float *dw, float *db, cons
         for (int c = 0; c < q->cin; c++) {
             float *dxp = dx + ((int64_t)s * q->cin + c) * q->HW;
             const float *dyp = dy + ((int64_t)s * q->cin + c) * q->P;
-            const float *wc = w + (int64_t)c * k * k;
-            for (int ki = 0; ki < k; ki++)
-                for (int kj = 0; kj < k; kj++) {
-                    float wv = wc[ki * k + kj];
+            const float *wc = w + (int64_t)c * kh * kw;
+            for (int ki = 0; ki < kh; ki++)
+                for (int kj = 0; kj < kw; kj++) {
+                    float wv = wc[ki * kw + kj];
                     int oh0, oh1, ow0, ow1;
-                    tr_cpu_valid_range(ki - q->p, q->s, q->H, q->OH, &oh0, &oh1);
-                    tr_cpu_valid_range(kj - q->p, q->s, q->W, q->OW, &ow0, &ow1);
+                    tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
+                    tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
                     for (int oh = oh0; oh < oh1; oh++) {
                         const float *dr = dyp + (int64_t)oh * q->OW;
-                        float *xr = dxp + (int64_t)(oh * q->s - q->p + ki) * q->W + (kj - q->p);
-                        if (q->s == 1)
+                        float *xr = dxp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
+                        if (q->sw == 1)
                             for (int ow = ow0; ow < ow1; ow++) xr[ow] += wv * dr[ow];
                         else
-                            for (int ow = ow0; ow < ow1; ow++) xr[ow * q->s] += wv * dr[ow];
+                            for (int ow = ow0; ow < ow1; ow++) xr[ow * q->sw] += wv * dr[ow];
                     }
                 }
         }

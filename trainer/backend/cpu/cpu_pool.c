@@ -1,45 +1,108 @@
-/* Pooling on the CPU, one thread per (sample, channel) plane. Max pooling saves, per output
- * element, the index of the winning input element within its plane as an int32 stored in the
- * float-sized slots of nd->saved (same size, reinterpreted; never read as a float). */
+/* Pooling on the CPU for any window (kh x kw, per-axis stride and dilation, padding before and
+ * after each axis, ceil_mode, count_include_pad), one thread per (sample, channel) plane. Max
+ * pooling saves, per output element, the index of the winning input element within its plane as
+ * an int32 stored in the float-sized slots of nd->saved (same size, reinterpreted; never read as
+ * a float). */
 #include "trainer/backend/cpu/cpu_kernels.h"
+#include "trainer/layers/conv_taps.h"
 
 #include <float.h>
+
+/* The window of a pooling node: output (oh, ow) reads rows oh*sh - pt + ki*dh, ki < kh, and
+ * columns likewise. */
+typedef struct {
+    int kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+} pool_win;
+
+static pool_win win_of(const tr_node *nd)
+{
+    const tr_pool_attr *a = &nd->attr.pool;
+    return (pool_win){a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->pt, a->pl, a->pb, a->pr};
+}
+
+/* Two loops per op: the undilated windows of the built-in models check each tap against the
+ * borders (on 2x2 and 3x3 windows that costs less than working out each output's range of taps,
+ * and the averages divide by a constant); any other window takes the range of live taps per
+ * output. The window's numbers are copied to locals so the stores into the outputs cannot be
+ * taken to change them. */
+
+/* Max: padding counts as -inf, as in PyTorch; the first maximum wins, NaN propagates. A window
+ * of padding only (ONNX allows pads beyond half the window) gives the lowest float, as
+ * onnxruntime, and no gradient (index -1). */
+static void maxpool_plane_undilated(float *yp, int32_t *ap, const float *xp, int H, int W, int OH, int OW,
+                                    const pool_win *q)
+{
+    const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, pt = q->pt, pl = q->pl;
+    for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+            float best = -FLT_MAX;
+            int32_t bi = -1;
+            for (int ki = 0; ki < kh; ki++) {
+                int ih = oh * sh - pt + ki;
+                if (ih < 0 || ih >= H) continue;
+                for (int kj = 0; kj < kw; kj++) {
+                    int iw = ow * sw - pl + kj;
+                    if (iw < 0 || iw >= W) continue;
+                    float v = xp[ih * W + iw];
+                    if (bi < 0 || v > best || v != v) {
+                        best = v;
+                        bi = ih * W + iw;
+                        if (v != v) goto done;
+                    }
+                }
+            }
+        done:
+            yp[oh * OW + ow] = best;
+            ap[oh * OW + ow] = bi;
+        }
+}
+
+static void maxpool_plane(float *yp, int32_t *ap, const float *xp, int H, int W, int OH, int OW, const pool_win *q)
+{
+    const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, dh = q->dh, dw = q->dw, pt = q->pt, pl = q->pl;
+    for (int oh = 0; oh < OH; oh++) {
+        const int hs = oh * sh - pt;
+        int ki0, ki1;
+        tr_win_tap_range(hs, kh, dh, 0, H, &ki0, &ki1);
+        for (int ow = 0; ow < OW; ow++) {
+            const int ws = ow * sw - pl;
+            int kj0, kj1;
+            tr_win_tap_range(ws, kw, dw, 0, W, &kj0, &kj1);
+            float best = -FLT_MAX;
+            int32_t bi = -1;
+            for (int ki = ki0; ki < ki1; ki++) {
+                const int row = (hs + ki * dh) * W + ws;
+                for (int kj = kj0; kj < kj1; kj++) {
+                    const int at = row + kj * dw;
+                    const float v = xp[at];
+                    if (bi < 0 || v > best || v != v) {
+                        best = v;
+                        bi = at;
+                        if (v != v) goto done;
+                    }
+                }
+            }
+        done:
+            yp[oh * OW + ow] = best;
+            ap[oh * OW + ow] = bi;
+        }
+    }
+}
 
 void tr_cpu_maxpool_forward(tr_graph *g, tr_node *nd, int n)
 {
     const tr_tensor *xt = &g->tensors[nd->in[0]], *yt = &g->tensors[nd->out];
-    const int k = nd->attr.pool.k, st = nd->attr.pool.stride, pad = nd->attr.pool.pad;
+    const pool_win q = win_of(nd);
     const int H = xt->h, W = xt->w, OH = yt->h, OW = yt->w, planes = n * xt->c;
     const int64_t HW = (int64_t)H * W, P = (int64_t)OH * OW;
+    const int undilated = q.dh == 1 && q.dw == 1;
     int32_t *arg = (int32_t *)nd->saved;
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
-        const float *xp = xt->data + pl * HW;
-        float *yp = yt->data + pl * P;
-        int32_t *ap = arg + pl * P;
-        for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++) {
-                /* padding counts as -inf, as in PyTorch; the first maximum wins */
-                float best = -FLT_MAX;
-                int32_t bi = -1;
-                for (int ki = 0; ki < k; ki++) {
-                    int ih = oh * st - pad + ki;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int kj = 0; kj < k; kj++) {
-                        int iw = ow * st - pad + kj;
-                        if (iw < 0 || iw >= W) continue;
-                        float v = xp[ih * W + iw];
-                        if (bi < 0 || v > best || v != v) {
-                            best = v;
-                            bi = ih * W + iw;
-                            if (v != v) goto done;   /* NaN propagates */
-                        }
-                    }
-                }
-            done:
-                yp[oh * OW + ow] = best;
-                ap[oh * OW + ow] = bi;
-            }
+        if (undilated)
+            maxpool_plane_undilated(yt->data + pl * P, arg + pl * P, xt->data + pl * HW, H, W, OH, OW, &q);
+        else
+            maxpool_plane(yt->data + pl * P, arg + pl * P, xt->data + pl * HW, H, W, OH, OW, &q);
     }
 }
 
@@ -55,36 +118,122 @@ void tr_cpu_maxpool_backward(tr_graph *g, tr_node *nd, int n)
         float *dxp = xt->grad + pl * HW;
         const float *dyp = yt->grad + pl * P;
         const int32_t *ap = arg + pl * P;
-        for (int64_t i = 0; i < P; i++) dxp[ap[i]] += dyp[i];
+        for (int64_t i = 0; i < P; i++)
+            if (ap[i] >= 0) dxp[ap[i]] += dyp[i];
     }
 }
 
-/* count_include_pad: the divisor is always k*k (windows never pass the padded border when the
- * output size is floor((H + 2p - k)/s) + 1). */
+/* Average: the divisor is tr_pool_avg_count's (PyTorch's). It is kh*kw for every output when
+ * the padding counts, there is no dilation and no window passes the padded border (no ceil_mode
+ * overhang): the built-in models' case, with the constant divisor and per-tap border checks. */
+static int avg_constant(const pool_win *q, int cip, int H, int W, int OH, int OW)
+{
+    return cip && q->dh == 1 && q->dw == 1 && (OH - 1) * q->sh + q->kh <= H + q->pt + q->pb &&
+           (OW - 1) * q->sw + q->kw <= W + q->pl + q->pr;
+}
+
+static inline int avg_count(const pool_win *q, int cip, int H, int W, int oh, int ow)
+{
+    return tr_pool_avg_count(q->kh, q->kw, q->sh, q->sw, q->dh, q->dw, q->pt, q->pl, q->pb, q->pr, cip, H, W, oh, ow);
+}
+
+static void avgpool_plane_constant(float *yp, const float *xp, int H, int W, int OH, int OW, const pool_win *q)
+{
+    const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, pt = q->pt, pl = q->pl;
+    const float inv = 1.f / (float)(kh * kw);
+    for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+            float s = 0.f;
+            for (int ki = 0; ki < kh; ki++) {
+                int ih = oh * sh - pt + ki;
+                if (ih < 0 || ih >= H) continue;
+                for (int kj = 0; kj < kw; kj++) {
+                    int iw = ow * sw - pl + kj;
+                    if (iw >= 0 && iw < W) s += xp[ih * W + iw];
+                }
+            }
+            yp[oh * OW + ow] = s * inv;
+        }
+}
+
+static void avgpool_plane(float *yp, const float *xp, int H, int W, int OH, int OW, const pool_win *q, int cip)
+{
+    const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, dh = q->dh, dw = q->dw, pt = q->pt, pl = q->pl;
+    for (int oh = 0; oh < OH; oh++) {
+        const int hs = oh * sh - pt;
+        int ki0, ki1;
+        tr_win_tap_range(hs, kh, dh, 0, H, &ki0, &ki1);
+        for (int ow = 0; ow < OW; ow++) {
+            const int ws = ow * sw - pl;
+            int kj0, kj1;
+            tr_win_tap_range(ws, kw, dw, 0, W, &kj0, &kj1);
+            const int cnt = avg_count(q, cip, H, W, oh, ow);
+            float s = 0.f;
+            for (int ki = ki0; ki < ki1; ki++) {
+                const float *xr = xp + (hs + ki * dh) * W + ws;
+                for (int kj = kj0; kj < kj1; kj++) s += xr[kj * dw];
+            }
+            yp[oh * OW + ow] = cnt ? s * (1.f / (float)cnt) : 0.f;   /* padding only: 0, not 0/0 */
+        }
+    }
+}
+
+static void avgpool_plane_constant_backward(float *dxp, const float *dyp, int H, int W, int OH, int OW,
+                                            const pool_win *q)
+{
+    const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, pt = q->pt, pl = q->pl;
+    const float inv = 1.f / (float)(kh * kw);
+    for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+            float d = dyp[oh * OW + ow] * inv;
+            for (int ki = 0; ki < kh; ki++) {
+                int ih = oh * sh - pt + ki;
+                if (ih < 0 || ih >= H) continue;
+                for (int kj = 0; kj < kw; kj++) {
+                    int iw = ow * sw - pl + kj;
+                    if (iw >= 0 && iw < W) dxp[ih * W + iw] += d;
+                }
+            }
+        }
+}
+
+static void avgpool_plane_backward(float *dxp, const float *dyp, int H, int W, int OH, int OW, const pool_win *q,
+                                   int cip)
+{
+    const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, dh = q->dh, dw = q->dw, pt = q->pt, pl = q->pl;
+    for (int oh = 0; oh < OH; oh++) {
+        const int hs = oh * sh - pt;
+        int ki0, ki1;
+        tr_win_tap_range(hs, kh, dh, 0, H, &ki0, &ki1);
+        for (int ow = 0; ow < OW; ow++) {
+            const int ws = ow * sw - pl;
+            int kj0, kj1;
+            tr_win_tap_range(ws, kw, dw, 0, W, &kj0, &kj1);
+            const int cnt = avg_count(q, cip, H, W, oh, ow);
+            if (!cnt) continue;
+            const float d = dyp[oh * OW + ow] * (1.f / (float)cnt);
+            for (int ki = ki0; ki < ki1; ki++) {
+                float *xr = dxp + (hs + ki * dh) * W + ws;
+                for (int kj = kj0; kj < kj1; kj++) xr[kj * dw] += d;
+            }
+        }
+    }
+}
+
 void tr_cpu_avgpool_forward(tr_graph *g, tr_node *nd, int n)
 {
     const tr_tensor *xt = &g->tensors[nd->in[0]], *yt = &g->tensors[nd->out];
-    const int k = nd->attr.pool.k, st = nd->attr.pool.stride, pad = nd->attr.pool.pad;
+    const pool_win q = win_of(nd);
+    const int cip = nd->attr.pool.count_include_pad;
     const int H = xt->h, W = xt->w, OH = yt->h, OW = yt->w, planes = n * xt->c;
     const int64_t HW = (int64_t)H * W, P = (int64_t)OH * OW;
-    const float inv = 1.f / (float)(k * k);
+    const int constant = avg_constant(&q, cip, H, W, OH, OW);
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
-        const float *xp = xt->data + pl * HW;
-        float *yp = yt->data + pl * P;
-        for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++) {
-                float s = 0.f;
-                for (int ki = 0; ki < k; ki++) {
-                    int ih = oh * st - pad + ki;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int kj = 0; kj < k; kj++) {
-                        int iw = ow * st - pad + kj;
-                        if (iw >= 0 && iw < W) s += xp[ih * W + iw];
-                    }
-                }
-                yp[oh * OW + ow] = s * inv;
-            }
+        if (constant)
+            avgpool_plane_constant(yt->data + pl * P, xt->data + pl * HW, H, W, OH, OW, &q);
+        else
+            avgpool_plane(yt->data + pl * P, xt->data + pl * HW, H, W, OH, OW, &q, cip);
     }
 }
 
@@ -92,26 +241,17 @@ void tr_cpu_avgpool_backward(tr_graph *g, tr_node *nd, int n)
 {
     const tr_tensor *xt = &g->tensors[nd->in[0]], *yt = &g->tensors[nd->out];
     if (!xt->grad) return;
-    const int k = nd->attr.pool.k, st = nd->attr.pool.stride, pad = nd->attr.pool.pad;
+    const pool_win q = win_of(nd);
+    const int cip = nd->attr.pool.count_include_pad;
     const int H = xt->h, W = xt->w, OH = yt->h, OW = yt->w, planes = n * xt->c;
     const int64_t HW = (int64_t)H * W, P = (int64_t)OH * OW;
-    const float inv = 1.f / (float)(k * k);
+    const int constant = avg_constant(&q, cip, H, W, OH, OW);
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
-        float *dxp = xt->grad + pl * HW;
-        const float *dyp = yt->grad + pl * P;
-        for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++) {
-                float d = dyp[oh * OW + ow] * inv;
-                for (int ki = 0; ki < k; ki++) {
-                    int ih = oh * st - pad + ki;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int kj = 0; kj < k; kj++) {
-                        int iw = ow * st - pad + kj;
-                        if (iw >= 0 && iw < W) dxp[ih * W + iw] += d;
-                    }
-                }
-            }
+        if (constant)
+            avgpool_plane_constant_backward(xt->grad + pl * HW, yt->grad + pl * P, H, W, OH, OW, &q);
+        else
+            avgpool_plane_backward(xt->grad + pl * HW, yt->grad + pl * P, H, W, OH, OW, &q, cip);
     }
 }
 
