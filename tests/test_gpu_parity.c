@@ -10,6 +10,7 @@
 #include "trainer/backend/backend.h"
 #include "trainer/graph.h"
 #include "trainer/layers.h"
+#include "trainer/layers_nd.h"
 #include "trainer/models/models.h"
 #include "trainer/rng.h"
 
@@ -114,16 +115,19 @@ static int run_case(tr_backend *be, const op_case *oc, op_result *r)
     tr_rng_seed(&rng, 2024, 99);
     char *produced = calloc((size_t)g->n_tensors, 1);
     for (int i = 0; i < g->n_nodes; i++) produced[g->nodes[i].out] = 1;
+    /* parameter tensors are compared with the parameters; constants have no gradient */
+    for (int i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].kind != TR_T_ACT) produced[i] = 1;
     int64_t leaf_total = 0, maxm = g->n_params > 0 ? g->n_params : 1;
     for (int i = 0; i < g->n_tensors; i++) {
-        int64_t m = (int64_t)n * tr_tensor_numel(&g->tensors[i]);
+        int64_t m = tr_tensor_elems(&g->tensors[i], n);
         if (m > maxm) maxm = m;
         if (!produced[i]) leaf_total += m;
     }
     float *h = malloc((size_t)maxm * sizeof(float));
     for (int i = 0; i < g->n_tensors; i++) {
         if (produced[i]) continue;
-        int64_t m = (int64_t)n * tr_tensor_numel(&g->tensors[i]);
+        int64_t m = tr_tensor_elems(&g->tensors[i], n);
         for (int64_t j = 0; j < m; j++) h[j] = (float)(2 * tr_rng_uniform(&rng) - 1);
         be->upload(be, g->tensors[i].data, h, (size_t)m * sizeof(float));
     }
@@ -132,7 +136,7 @@ static int run_case(tr_backend *be, const op_case *oc, op_result *r)
         be->upload(be, g->params, h, (size_t)g->n_params * sizeof(float));
     }
     const tr_tensor *ot = &g->tensors[out];
-    int64_t mo = (int64_t)n * tr_tensor_numel(ot);
+    int64_t mo = tr_tensor_elems(ot, n);
     tr_graph_forward(g, n);
     tr_graph_zero_act_grads(g);
     tr_graph_zero_grads(g);
@@ -148,7 +152,7 @@ static int run_case(tr_backend *be, const op_case *oc, op_result *r)
     r->v = malloc((size_t)(mo + leaf_total + g->n_params + g->n_stats + 1) * sizeof(float));
     float *p = grab(be, r->v, ot->data, mo);
     for (int i = 0; i < g->n_tensors; i++)
-        if (!produced[i]) p = grab(be, p, g->tensors[i].grad, (int64_t)n * tr_tensor_numel(&g->tensors[i]));
+        if (!produced[i]) p = grab(be, p, g->tensors[i].grad, tr_tensor_elems(&g->tensors[i], n));
     p = grab(be, p, g->grads, g->n_params);
     grab(be, p, g->stats, g->n_stats);
     free(h);
@@ -217,6 +221,24 @@ static int b_avgpool(tr_graph *g, int x, const void *arg)
 {
     const pool_arg *a = arg;
     return tr_avgpool(g, "pool", x, a->k, a->stride, a->pad);
+}
+/* general windows (tr_*_win): conv, then pools with ceil_mode and count_include_pad */
+typedef struct { tr_win w; int cout, groups, bias; } convw_arg;
+static int b_convw(tr_graph *g, int x, const void *arg)
+{
+    const convw_arg *a = arg;
+    return tr_conv2d_win(g, "conv", x, a->cout, &a->w, a->groups, a->bias, NULL, NULL);
+}
+typedef struct { tr_win w; int ceil_mode, count_include_pad; } poolw_arg;
+static int b_maxpoolw(tr_graph *g, int x, const void *arg)
+{
+    const poolw_arg *a = arg;
+    return tr_maxpool_win(g, "pool", x, &a->w, a->ceil_mode);
+}
+static int b_avgpoolw(tr_graph *g, int x, const void *arg)
+{
+    const poolw_arg *a = arg;
+    return tr_avgpool_win(g, "pool", x, &a->w, a->ceil_mode, a->count_include_pad);
 }
 static int b_adapool(tr_graph *g, int x, const void *arg)
 {
@@ -355,6 +377,45 @@ static void test_pools(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* Windows cuDNN takes directly (rectangular, per-axis strides and dilations, symmetric pads per
+ * axis) and those the CUDA backend pads explicitly or runs its own kernels for (asymmetric pads,
+ * ceil_mode, dilated max pooling, windows of padding only). */
+static void test_conv_pool_windows(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    int bad = 0;
+    /* kh kw sh sw dh dw pt pl pb pr */
+    static const convw_arg c_sym = {{3, 5, 2, 1, 1, 2, 1, 4, 1, 4}, 12, 2, 1};
+    static const convw_arg c_asym = {{2, 3, 2, 1, 2, 1, 1, 0, 2, 1}, 8, 1, 1};
+    static const convw_arg c_dw = {{3, 2, 1, 2, 1, 2, 0, 2, 1, 0}, 8, 8, 0};
+    static const convw_arg c_pw = {{1, 1, 1, 1, 1, 1, 0, 0, 1, 2}, 6, 1, 1};
+    static const poolw_arg m_cudnn = {{3, 2, 2, 1, 1, 1, 1, 1, 1, 1}, 0, 1};
+    static const poolw_arg m_ceil = {{3, 2, 2, 3, 2, 1, 1, 1, 1, 1}, 1, 1};
+    static const poolw_arg m_empty = {{2, 2, 2, 2, 1, 1, 2, 1, 0, 0}, 0, 1};
+    static const poolw_arg a_exc = {{3, 3, 2, 2, 1, 1, 1, 1, 1, 1}, 0, 0};
+    static const poolw_arg a_ceil_inc = {{3, 2, 2, 3, 1, 1, 1, 1, 1, 1}, 1, 1};
+    static const poolw_arg a_ceil_exc = {{3, 2, 2, 3, 1, 1, 1, 1, 1, 1}, 1, 0};
+    static const poolw_arg a_asym = {{2, 3, 1, 2, 2, 1, 0, 2, 1, 1}, 1, 1};
+    static const poolw_arg a_empty = {{2, 2, 2, 2, 1, 1, 2, 1, 0, 0}, 0, 0};
+    op_case cases[] = {
+        {"conv 3x5 d1x2 s2x1 pads sym g2", 3, 8, 9, 10, 1, b_convw, &c_sym, 1e-4},
+        {"conv 2x3 d2x1 s2x1 pads 1,0,2,1", 3, 6, 9, 9, 1, b_convw, &c_asym, 1e-4},
+        {"conv depthwise 3x2 pads 0,2,1,0", 3, 8, 7, 9, 1, b_convw, &c_dw, 1e-4},
+        {"conv 1x1 pads after only", 3, 5, 6, 6, 1, b_convw, &c_pw, 1e-4},
+        {"maxpool 3x2 s2x1 pads 1 (cuDNN)", 3, 4, 9, 8, 1, b_maxpoolw, &m_cudnn, 1e-5},
+        {"maxpool 3x2 s2x3 d2x1 ceil", 3, 4, 8, 8, 1, b_maxpoolw, &m_ceil, 1e-5},
+        {"maxpool pads 2,1 only (empty)", 3, 4, 5, 5, 1, b_maxpoolw, &m_empty, 1e-5},
+        {"avgpool 3x3 s2 exclude pad (cuDNN)", 3, 4, 9, 9, 1, b_avgpoolw, &a_exc, 1e-5},
+        {"avgpool 3x2 s2x3 ceil include", 3, 4, 8, 8, 1, b_avgpoolw, &a_ceil_inc, 1e-5},
+        {"avgpool 3x2 s2x3 ceil exclude", 3, 4, 8, 8, 1, b_avgpoolw, &a_ceil_exc, 1e-5},
+        {"avgpool 2x3 d2x1 pads 0,2,1,1 ceil", 3, 4, 6, 7, 1, b_avgpoolw, &a_asym, 1e-5},
+        {"avgpool pads 2,1 only (empty)", 3, 4, 5, 5, 1, b_avgpoolw, &a_empty, 1e-5},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) bad += check_case(&cases[i]);
+    assert_int_equal(bad, 0);
+}
+
 static void test_linear(void **state)
 {
     (void)state;
@@ -387,6 +448,220 @@ static void test_elementwise_ops(void **state)
         {"patch_tokens", 3, 16, 4, 4, 1, b_patch, NULL, 1e-5},
         {"select_token 0", 3, 5, 1, 12, 1, b_select, &tok0, 1e-5},
         {"select_token 2", 3, 5, 1, 12, 1, b_select, &tok2, 1e-5},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) bad += check_case(&cases[i]);
+    assert_int_equal(bad, 0);
+}
+
+/* ---- the elementwise general-shape ops (trainer/layers_nd.h): the graph input (c, h, w) is
+ * read as the shape (c, h, w) ---- */
+
+static const tr_init nd_zero = {TR_INIT_ZERO, 0.f};
+
+/* kind * 8 + layout: 0 x∘(3,1), 1 (w)bl∘x, 2 x∘(1,h,1)bl, 3 x∘(c,1,w), 4 x∘x-shaped leaf,
+ * 5 (1,4)bl∘(3,1)bl (batchless output); divisors and bases shifted away from 0 */
+static int b_nd_binary(tr_graph *g, int x, const void *arg)
+{
+    int code = *(const int *)arg, layout = code % 8;
+    tr_binary_kind kind = (tr_binary_kind)(code / 8);
+    const tr_tensor *t = tr_graph_tensor(g, x);
+    int c = t->c, h = t->h, w = t->w, a = x, b = -1;
+    switch (layout) {
+    case 0: b = tr_graph_add_leaf_nd(g, 2, (const int[]){h, 1}); break;
+    case 1: a = tr_graph_add_param_tensor(g, "w", 1, &w, 1, 1, nd_zero, NULL), b = x; break;
+    case 2: b = tr_graph_add_param_tensor(g, "w", 3, (const int[]){1, h, 1}, 1, 1, nd_zero, NULL); break;
+    case 3: b = tr_graph_add_leaf_nd(g, 3, (const int[]){c, 1, w}); break;
+    case 4: b = tr_graph_add_leaf_nd(g, 3, (const int[]){c, h, w}); break;
+    default:
+        a = tr_graph_add_param_tensor(g, "v", 2, (const int[]){1, 4}, 1, 1, nd_zero, NULL);
+        b = tr_graph_add_param_tensor(g, "w", 2, (const int[]){3, 1}, 1, 1, nd_zero, NULL);
+    }
+    if (kind == TR_BIN_DIV) b = tr_unary(g, "den", TR_UN_AFFINE, b, 0.5f, 2.f);
+    if (kind == TR_BIN_POW) a = tr_unary(g, "base", TR_UN_AFFINE, a, 0.5f, 1.5f);
+    return tr_binary(g, "bin", kind, a, b);
+}
+
+static int b_nd_unary(tr_graph *g, int x, const void *arg)
+{
+    const tr_unary_attr *u = arg;
+    if (u->kind == TR_UN_SQRT || u->kind == TR_UN_LOG || u->kind == TR_UN_RECIP || u->kind == TR_UN_POWC)
+        x = tr_unary(g, "shift", TR_UN_AFFINE, x, 0.5f, 1.5f);
+    return tr_unary(g, "un", u->kind, x, u->a, u->b);
+}
+
+/* 0: a batchless (1, w) parameter to (3, w); 1: x (c, 1, w) to (c, 3, w) */
+static int b_nd_expand(tr_graph *g, int x, const void *arg)
+{
+    const tr_tensor *t = tr_graph_tensor(g, x);
+    int c = t->c, w = t->w;
+    if (*(const int *)arg == 0) {
+        int p = tr_graph_add_param_tensor(g, "p", 2, (const int[]){1, w}, 1, 1, nd_zero, NULL);
+        return tr_expand(g, "exp", p, 2, (const int[]){3, w});
+    }
+    return tr_expand(g, "exp", x, 3, (const int[]){c, 3, w});
+}
+
+/* axes mask * 2 + (1: sum, 0: mean) */
+static int b_nd_reduce(tr_graph *g, int x, const void *arg)
+{
+    int code = *(const int *)arg;
+    return tr_reduce(g, "red", code & 1 ? TR_RED_SUM : TR_RED_MEAN, x, code >> 1);
+}
+
+static int b_nd_softmax(tr_graph *g, int x, const void *arg) { return tr_softmax(g, "sm", x, *(const int *)arg); }
+
+static void test_nd_elem_ops(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    int bad = 0;
+    static const char *kn[] = {"add", "sub", "mul", "div", "pow"};
+    static int bin_codes[TR_BIN_COUNT * 6];
+    for (int k = 0; k < TR_BIN_COUNT; k++)
+        for (int l = 0; l < 6; l++) {
+            bin_codes[k * 6 + l] = k * 8 + l;
+            char what[48];
+            snprintf(what, sizeof what, "nd %s layout %d", kn[k], l);
+            op_case oc = {what, 3, 2, 3, 4, 1, b_nd_binary, &bin_codes[k * 6 + l], 1e-5};
+            bad += check_case(&oc);
+        }
+    /* a bias over a long batch: few targets, many elements each (the block reduction) */
+    static const int bias_mul = TR_BIN_MUL * 8 + 1;
+    op_case bias = {"nd mul (1,200,768)o(768)bl", 3, 1, 200, 768, 1, b_nd_binary, &bias_mul, 1e-5};
+    bad += check_case(&bias);
+    static const tr_unary_attr un[] = {
+        {TR_UN_NEG, 0, 0},   {TR_UN_SQRT, 0, 0},      {TR_UN_ERF, 0, 0},         {TR_UN_EXP, 0, 0},
+        {TR_UN_LOG, 0, 0},   {TR_UN_TANH, 0, 0},      {TR_UN_RECIP, 0, 0},       {TR_UN_POWC, 2.5f, 0},
+        {TR_UN_POWC, 0, 0},  {TR_UN_CLIP, -0.5f, 0.5f}, {TR_UN_HSIGMOID, 1.5f, 0.5f}, {TR_UN_AFFINE, -1.5f, 0.3f},
+    };
+    for (size_t i = 0; i < sizeof un / sizeof un[0]; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "nd unary kind %d a=%g b=%g", (int)un[i].kind, un[i].a, un[i].b);
+        op_case oc = {what, 3, 2, 3, 4, 1, b_nd_unary, &un[i], 1e-5};
+        bad += check_case(&oc);
+    }
+    static const int exp0 = 0, exp1 = 1;
+    op_case e0 = {"nd expand (1,4)bl -> (3,4)", 3, 1, 3, 4, 1, b_nd_expand, &exp0, 1e-5};
+    op_case e1 = {"nd expand (2,1,4) -> (2,3,4)", 3, 2, 1, 4, 1, b_nd_expand, &exp1, 1e-5};
+    bad += check_case(&e0);
+    bad += check_case(&e1);
+    static const int red_codes[] = {1 << 1, (1 << 1) | 1, 6 << 1, (6 << 1) | 1, 7 << 1, (7 << 1) | 1, 5 << 1};
+    for (size_t i = 0; i < sizeof red_codes / sizeof red_codes[0]; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "nd %s axes 0x%x", red_codes[i] & 1 ? "sum" : "mean", red_codes[i] >> 1);
+        op_case oc = {what, 3, 2, 3, 4, 1, b_nd_reduce, &red_codes[i], 1e-5};
+        bad += check_case(&oc);
+    }
+    static const int red_big = 6 << 1;
+    op_case rb = {"nd mean axes 0x6 of (2,64,1000)", 3, 2, 64, 1000, 1, b_nd_reduce, &red_big, 1e-5};
+    bad += check_case(&rb);
+    static const int axes[] = {0, 1, 2};
+    for (int i = 0; i < 3; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "nd softmax axis %d", i);
+        op_case oc = {what, 3, 2, 3, 4, 1, b_nd_softmax, &axes[i], 1e-5};
+        bad += check_case(&oc);
+    }
+    op_case sl = {"nd softmax last axis of 100", 3, 1, 5, 100, 1, b_nd_softmax, &axes[2], 1e-5};
+    op_case sm = {"nd softmax middle axis, inner 100", 3, 1, 7, 100, 1, b_nd_softmax, &axes[1], 1e-5};
+    bad += check_case(&sl);
+    bad += check_case(&sm);
+    assert_int_equal(bad, 0);
+}
+
+/* ---- the layout general-shape ops (trainer/layers_nd.h): operands are the graph input read
+ * as (c, h, w), batched leaves or batchless parameters of any shape ---- */
+
+typedef struct { int kind, rank, dims[TR_MAX_RANK]; } lay_opd;   /* kind: 0 input, 1 leaf, 2 parameter */
+
+static int lay_operand(tr_graph *g, int x, const lay_opd *o, const char *name)
+{
+    if (o->kind == 0) return x;
+    if (o->kind == 1) return tr_graph_add_leaf_nd(g, o->rank, o->dims);
+    return tr_graph_add_param_tensor(g, name, o->rank, o->dims, 1, 1, (tr_init){TR_INIT_UNIFORM, 1.f}, NULL);
+}
+
+static int b_lay_matmul(tr_graph *g, int x, const void *arg)
+{
+    const lay_opd *o = arg;
+    return tr_matmul(g, "mm", lay_operand(g, x, &o[0], "a"), lay_operand(g, x, &o[1], "b"));
+}
+
+typedef struct { lay_opd x; int perm[TR_MAX_RANK]; } lay_tp;
+static int b_lay_transpose(tr_graph *g, int x, const void *arg)
+{
+    const lay_tp *t = arg;
+    return tr_transpose(g, "tp", lay_operand(g, x, &t->x, "x"), t->perm);
+}
+
+typedef struct { lay_opd x; int start[TR_MAX_RANK], step[TR_MAX_RANK], out[TR_MAX_RANK]; } lay_sl;
+static int b_lay_slice(tr_graph *g, int x, const void *arg)
+{
+    const lay_sl *s = arg;
+    return tr_slice(g, "sl", lay_operand(g, x, &s->x, "x"), s->start, s->step, s->out);
+}
+
+typedef struct { int n, axis; lay_opd x[3]; } lay_cat;
+static int b_lay_concat(tr_graph *g, int x, const void *arg)
+{
+    const lay_cat *c = arg;
+    int ids[3];
+    for (int i = 0; i < c->n; i++) ids[i] = lay_operand(g, x, &c->x[i], i ? "x1" : "x0");
+    return tr_concat_axis(g, "cat", ids, c->n, c->axis);
+}
+
+typedef struct { lay_opd x; int begin[TR_MAX_RANK], end[TR_MAX_RANK]; } lay_pad;
+static int b_lay_pad(tr_graph *g, int x, const void *arg)
+{
+    const lay_pad *p = arg;
+    return tr_pad(g, "pad", lay_operand(g, x, &p->x, "x"), p->begin, p->end, 0.25f);
+}
+
+static void test_nd_layout_ops(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    int bad = 0;
+    /* matmul: one GEMM against a weight, strided batches, broadcast operands summed from the
+     * scratch, a batchless output */
+    static const lay_opd mm_w[2] = {{0, 3, {2, 6, 8}}, {2, 2, {8, 5}}};
+    static const lay_opd mm_big[2] = {{0, 3, {4, 33, 64}}, {2, 2, {64, 96}}};
+    static const lay_opd mm_att[2] = {{0, 3, {2, 5, 3}}, {1, 3, {2, 3, 5}}};
+    static const lay_opd mm_bl_left[2] = {{2, 3, {1, 3, 4}}, {0, 3, {2, 4, 5}}};
+    static const lay_opd mm_w_left[2] = {{2, 2, {3, 4}}, {0, 3, {2, 4, 5}}};
+    static const lay_opd mm_bl_right[2] = {{0, 3, {2, 3, 4}}, {2, 3, {2, 4, 5}}};
+    static const lay_opd mm_both[2] = {{1, 4, {2, 1, 3, 4}}, {0, 3, {3, 4, 2}}};
+    static const lay_opd mm_bl[2] = {{2, 2, {2, 3}}, {2, 2, {3, 2}}};
+    /* transpose, slice, concat, pad */
+    static const lay_tp tp_a = {{0, 3, {2, 3, 4}}, {2, 0, 1}};
+    static const lay_tp tp_b = {{1, 4, {2, 3, 4, 5}}, {0, 2, 1, 3}};
+    static const lay_tp tp_c = {{2, 3, {2, 3, 4}}, {1, 2, 0}};
+    static const lay_sl sl_a = {{0, 3, {4, 5, 7}}, {3, 0, 6}, {-1, 2, -3}, {3, 3, 3}};
+    static const lay_sl sl_b = {{0, 3, {2, 6, 3}}, {0, 1, 0}, {1, 1, 1}, {2, 4, 3}};
+    static const lay_cat cat0 = {3, 0, {{0, 3, {2, 3, 4}}, {1, 3, {1, 3, 4}}, {1, 3, {3, 3, 4}}}};
+    static const lay_cat cat1 = {3, 1, {{1, 3, {2, 1, 4}}, {0, 3, {2, 3, 4}}, {1, 3, {2, 2, 4}}}};
+    static const lay_cat cat2 = {3, 2, {{0, 3, {2, 3, 4}}, {1, 3, {2, 3, 1}}, {1, 3, {2, 3, 5}}}};
+    static const lay_cat cat_tok = {2, 1, {{2, 3, {2, 1, 4}}, {0, 3, {2, 3, 4}}}};
+    static const lay_pad pad_a = {{0, 3, {2, 3, 4}}, {0, 1, 2}, {1, 2, 0}};
+    op_case cases[] = {
+        {"matmul (2,6,8)·(8,5) weight", 3, 2, 6, 8, 1, b_lay_matmul, mm_w, 1e-5},
+        {"matmul (4,33,64)·(64,96) weight", 3, 4, 33, 64, 1, b_lay_matmul, mm_big, 1e-5},
+        {"matmul (2,5,3)·(2,3,5) batched", 3, 2, 5, 3, 1, b_lay_matmul, mm_att, 1e-5},
+        {"matmul (1,3,4)bl·(2,4,5)", 3, 2, 4, 5, 1, b_lay_matmul, mm_bl_left, 1e-5},
+        {"matmul (3,4)bl·(2,4,5)", 3, 2, 4, 5, 1, b_lay_matmul, mm_w_left, 1e-5},
+        {"matmul (2,3,4)·(2,4,5)bl", 3, 2, 3, 4, 1, b_lay_matmul, mm_bl_right, 1e-5},
+        {"matmul (2,1,3,4)·(3,4,2)", 3, 3, 4, 2, 1, b_lay_matmul, mm_both, 1e-5},
+        {"matmul batchless output", 3, 1, 1, 1, 1, b_lay_matmul, mm_bl, 1e-5},
+        {"transpose (2,0,1)", 3, 2, 3, 4, 1, b_lay_transpose, &tp_a, 1e-6},
+        {"transpose (0,2,1,3)", 3, 1, 1, 1, 1, b_lay_transpose, &tp_b, 1e-6},
+        {"transpose batchless", 3, 1, 1, 1, 1, b_lay_transpose, &tp_c, 1e-6},
+        {"slice negative steps", 3, 4, 5, 7, 1, b_lay_slice, &sl_a, 1e-6},
+        {"slice middle axis", 3, 2, 6, 3, 1, b_lay_slice, &sl_b, 1e-6},
+        {"concat_axis 0", 3, 2, 3, 4, 1, b_lay_concat, &cat0, 1e-6},
+        {"concat_axis 1", 3, 2, 3, 4, 1, b_lay_concat, &cat1, 1e-6},
+        {"concat_axis 2", 3, 2, 3, 4, 1, b_lay_concat, &cat2, 1e-6},
+        {"concat_axis batchless token", 3, 2, 3, 4, 1, b_lay_concat, &cat_tok, 1e-6},
+        {"pad asymmetric", 3, 2, 3, 4, 1, b_lay_pad, &pad_a, 1e-6},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) bad += check_case(&cases[i]);
     assert_int_equal(bad, 0);
@@ -546,10 +821,13 @@ int main(void)
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_pools),
+        cmocka_unit_test(test_conv_pool_windows),
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_elementwise_ops),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_nd_elem_ops),
+        cmocka_unit_test(test_nd_layout_ops),
         cmocka_unit_test(test_model_cnn_small),
         cmocka_unit_test(test_model_resnet18),
         cmocka_unit_test(test_model_resnet50),

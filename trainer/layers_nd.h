@@ -30,7 +30,8 @@ int tr_transpose(tr_graph *g, const char *name, int x, const int *perm);
 /* output dims out_dims[rank of x]: element i of axis k is input start[k] + i*step[k]
  * (step != 0, may be negative; the caller has clamped start and the count as ONNX Slice does). */
 int tr_slice(tr_graph *g, const char *name, int x, const int *start, const int *step, const int *out_dims);
-/* concatenation of xs[n] (n <= TR_MAX_IN, all batched or all batchless) along `axis`. */
+/* concatenation of xs[n] (n <= TR_MAX_IN) along `axis`; a batchless input among batched ones
+ * (a class token) is repeated for every sample. */
 int tr_concat_axis(tr_graph *g, const char *name, const int *xs, int n, int axis);
 /* constant padding: begin[k] before and end[k] after axis k (both >= 0), filled with value. */
 int tr_pad(tr_graph *g, const char *name, int x, const int *begin, const int *end, float value);

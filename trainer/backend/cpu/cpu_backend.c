@@ -56,6 +56,8 @@ tr_backend *tr_backend_cpu_new(deba_err *e)
     be->destroy = cpu_destroy;
     tr_cpu_register_core(be);
     tr_cpu_register_extra(be);
+    tr_cpu_register_nd_layout(be);
+    tr_cpu_register_nd_elem(be);
     tr_cpu_register_timing(be);
     return be;
 }

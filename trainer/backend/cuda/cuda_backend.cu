@@ -478,6 +478,8 @@ extern "C" tr_backend *tr_cuda_backend_new(int device, deba_err *e)
     tr_cuda_register_dnn(be);
     tr_cuda_register_ops(be);
     tr_cuda_register_gemm(be);
+    tr_cuda_register_nd_layout(be);
+    tr_cuda_register_nd_elem(be);
     tr_cuda_register_timing(be);
     return be;
 fail:

@@ -130,5 +130,7 @@ int tr_cuda_colsum_chunks(const cu_ctx *c, int64_t rows, int cols);
 void tr_cuda_register_dnn(tr_backend *be);     /* conv2d, batchnorm, maxpool, avgpool */
 void tr_cuda_register_ops(tr_backend *be);     /* act, add, adaptive pool, extra ops */
 void tr_cuda_register_gemm(tr_backend *be);    /* linear, attention */
+void tr_cuda_register_nd_layout(tr_backend *be);   /* matmul, transpose, slice, concat_axis, pad */
+void tr_cuda_register_nd_elem(tr_backend *be); /* binary, unary, expand, reduce, softmax (cuda_nd_elem.cu) */
 
 #endif
