@@ -121,7 +121,8 @@ $(BUILD)/mod/%.o: %.c
 
 $(BUILD)/mod/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) -Iinclude -I. -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Werror -c $< -o $@
+	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) -Iinclude -I. -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Werror \
+	  -MD -MF $(@:.o=.d) -MP -c $< -o $@   # -MD: a changed header (graph.h) rebuilds the module
 
 $(BUILD)/lib/deba/libdeba-cuda.so: $(CUDA_MOD_OBJ) trainer/backend/cuda/module.map
 	@mkdir -p $(dir $@)
