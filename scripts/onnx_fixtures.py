@@ -9,17 +9,22 @@ parameter count (sum(p.numel() for p in model.parameters())), PyTorch's FLOPs at
 multiply-add of convolutions and matrix products, counted from the ATen calls of a forward pass),
 the opset and the op histogram of the exported graph (counted with python3-onnx, an independent
 reader of the same file).
+For deba-onnx verify it writes verify/NAME/ in ONNX's backend-test layout: a copy of NAME.onnx
+as model.onnx and test_data_set_0/{input_0,output_0}.pb with PyTorch's output for a batch of 3
+(batch statistics for the TRAINING export, as its BatchNormalization nodes say), and
+verify_bad/tiny_cnn_off/, the same with one expected value moved by 0.01: verify must fail it.
 It also writes the hostile files the parser must refuse (bad/*.onnx) with bad/README listing
 what each one is, and the seeds of tests/fuzz/fuzz_onnx.c (tests/fuzz/corpus/onnx/).
 """
 import os
+import shutil
 import sys
 
 import onnx
 import onnx.helper as oh
 import torch
 import torch.nn as nn
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -193,6 +198,25 @@ def export(model, name, shape, opset, mode, external=False):
     return m
 
 
+def verify_set(model, name, shape, mode, root="verify", nudge=None):
+    """NAME.onnx in the backend-test layout with PyTorch's own output for a fresh batch."""
+    d = os.path.join(OUT, root, name if nudge is None else name + "_off")
+    os.makedirs(os.path.join(d, "test_data_set_0"), exist_ok=True)
+    shutil.copyfile(os.path.join(OUT, name + ".onnx"), os.path.join(d, "model.onnx"))
+    if os.path.exists(os.path.join(OUT, name + ".onnx.data")):
+        shutil.copyfile(os.path.join(OUT, name + ".onnx.data"), os.path.join(d, name + ".onnx.data"))
+    model.train(mode == torch.onnx.TrainingMode.TRAINING)
+    x = torch.randn(3, *shape)
+    with torch.no_grad():
+        y = model(x)
+    if nudge is not None:
+        y = y.clone()
+        y.view(-1)[nudge] += 0.01
+    for k, t in (("input_0", x), ("output_0", y)):
+        with open(os.path.join(d, "test_data_set_0", k + ".pb"), "wb") as f:
+            f.write(numpy_helper.from_array(t.numpy()).SerializeToString())
+
+
 def save(model, name):
     onnx.save_model(model, os.path.join(OUT, "bad", name))
 
@@ -247,10 +271,21 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     T = torch.onnx.TrainingMode
     torch.manual_seed(0)   # the same weights, so regenerating changes no bytes
-    export(TinyCNN(), "tiny_cnn", (3, 32, 32), 13, T.PRESERVE)
-    export(TinyResNet(), "tiny_resnet", (3, 32, 32), 14, T.TRAINING)
-    export(TinyViT(), "tiny_vit", (3, 32, 32), 17, T.PRESERVE)
-    export(TinyMLP(), "tiny_mlp", (1, 28, 28), 15, T.PRESERVE, external=True)
+    # each model is built right before its export: the random stream (weights, export inputs)
+    # stays that of the fixtures as first generated
+    specs = [(TinyCNN, "tiny_cnn", (3, 32, 32), 13, T.PRESERVE, False),
+             (TinyResNet, "tiny_resnet", (3, 32, 32), 14, T.TRAINING, False),
+             (TinyViT, "tiny_vit", (3, 32, 32), 17, T.PRESERVE, False),
+             (TinyMLP, "tiny_mlp", (1, 28, 28), 15, T.PRESERVE, True)]
+    models = []
+    for cls, name, shape, opset, mode, external in specs:
+        model = cls()
+        export(model, name, shape, opset, mode, external)
+        models.append((model, name, shape, opset, mode, external))
+    torch.manual_seed(1)
+    for model, name, shape, opset, mode, external in models:
+        verify_set(model, name, shape, mode)
+    verify_set(models[0][0], "tiny_cnn", (3, 32, 32), T.PRESERVE, root="verify_bad", nudge=7)
     unsupported()
     fuzz_seeds()
     hostile(os.path.join(OUT, "tiny_cnn.onnx"), onnx.load(os.path.join(OUT, "tiny_mlp.onnx"), load_external_data=False))

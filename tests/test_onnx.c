@@ -228,9 +228,8 @@ static void test_cli(void **state)
     assert_int_equal(run_tool("", &out, &err), 2);
     assert_non_null(strstr(err, "deba-onnx: error: missing command"));
     free(out), free(err);
-    /* verify is not there until it works (docs/onnx.md) */
-    assert_int_equal(run_tool("verify x", &out, &err), 2);
-    assert_non_null(strstr(err, "deba-onnx: error: unknown command verify"));
+    assert_int_equal(run_tool("check x", &out, &err), 2);
+    assert_non_null(strstr(err, "deba-onnx: error: unknown command check"));
     free(out), free(err);
     assert_int_equal(run_tool("info", &out, &err), 2);
     free(out), free(err);

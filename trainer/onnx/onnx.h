@@ -120,6 +120,10 @@ deba_status onnx_load(const char *path, int flags, onnx_model **out, deba_err *e
 deba_status onnx_parse(const uint8_t *buf, size_t len, const char *path, int flags, onnx_model **out,
                        deba_err *e);
 void onnx_model_free(onnx_model *m);
+/* One TensorProto file (the backend-test layout's input_K.pb, output_K.pb); DEBA_E_INPUT
+ * "<path>: ..." when it is not one. */
+deba_status onnx_tensor_load(const char *path, onnx_tensor **out, deba_err *e);
+void onnx_tensor_free(onnx_tensor *t);
 
 const onnx_attr *onnx_node_attr(const onnx_node *n, const char *name);
 const char *onnx_dtype_name(onnx_dtype t);

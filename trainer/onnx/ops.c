@@ -133,6 +133,13 @@ static int check_bn(const onnx_model *m, const onnx_node *n, char *why, size_t c
     if (!need_01(n, "training_mode", why, cap) || !need_rank(m, n, 0, 2, 4, why, cap)) return 0;
     int outs = 0;
     for (int j = 0; j < n->n_out; j++) outs += n->out[j] >= 0;
+    /* before opset 14 (BatchNormalization-9) there is no training_mode: the optional outputs
+     * (running mean and variance, saved mean and variance) are what mark a training graph */
+    if (m->opset < 14) return 1;
+    if (n->n_out > 3) {
+        snprintf(why, cap, "%d outputs are not supported at opset %d (1 to 3)", n->n_out, m->opset);
+        return 0;
+    }
     if (outs > 1 && !attr_int(n, "training_mode", 0)) {
         snprintf(why, cap, "running-statistics outputs without training_mode=1 are not supported");
         return 0;
@@ -240,7 +247,7 @@ static int check_transpose(const onnx_model *m, const onnx_node *n, char *why, s
 static const op_rule RULES[] = {
     { "Add", 2, 2, 1, 1, "", NULL },
     { "AveragePool", 1, 1, 1, 1, "auto_pad,ceil_mode,count_include_pad,kernel_shape,pads,strides", check_avgpool },
-    { "BatchNormalization", 5, 5, 1, 3, "epsilon,momentum,training_mode", check_bn },
+    { "BatchNormalization", 5, 5, 1, 5, "epsilon,momentum,training_mode", check_bn },
     { "Cast", 1, 1, 1, 1, "to", check_cast },
     { "Clip", 1, 3, 1, 1, "", NULL },
     { "Concat", 1, 64, 1, 1, "axis", NULL },

@@ -749,9 +749,10 @@ deba_status onnx_parse(const uint8_t *buf, size_t len, const char *path, int fla
     return DEBA_OK;
 }
 
-deba_status onnx_load(const char *path, int flags, onnx_model **out, deba_err *e)
+/* The whole of a regular file of at most protobuf's 2 GiB limit. */
+static deba_status read_file(const char *path, uint8_t **bufp, size_t *lenp, deba_err *e)
 {
-    *out = NULL;
+    *bufp = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return deba_err_set(e, DEBA_E_INPUT, "%s: %s", path, strerror(errno));
     struct stat st;
@@ -778,10 +779,52 @@ deba_status onnx_load(const char *path, int flags, onnx_model **out, deba_err *e
         got += (size_t)r;
     }
     close(fd);
-    deba_status s = onnx_parse(buf, got, path, flags, out, e);
+    *bufp = buf;
+    *lenp = got;
+    return DEBA_OK;
+}
+
+deba_status onnx_load(const char *path, int flags, onnx_model **out, deba_err *e)
+{
+    *out = NULL;
+    uint8_t *buf;
+    size_t len;
+    deba_status s = read_file(path, &buf, &len, e);
+    if (s) return s;
+    s = onnx_parse(buf, len, path, flags, out, e);
     free(buf);
     return s;
 }
+
+deba_status onnx_tensor_load(const char *path, onnx_tensor **out, deba_err *e)
+{
+    *out = NULL;
+    uint8_t *buf;
+    size_t len;
+    deba_status s = read_file(path, &buf, &len, e);
+    if (s) return s;
+    parser p = { .path = path, .e = e, .dirfd = -1 };
+    if (!len) {
+        free(buf);
+        return fail(&p, "empty file, not an ONNX TensorProto");
+    }
+    if (too_deep(buf, buf + len, &onnx__tensor_proto__descriptor, 0)) {
+        free(buf);
+        return fail(&p, "messages nest more than %d levels deep", ONNX_MAX_NESTING);
+    }
+    Onnx__TensorProto *pt = onnx__tensor_proto__unpack(NULL, len, buf);
+    free(buf);
+    if (!pt) return fail(&p, "not a valid ONNX TensorProto (truncated, or another kind of file)");
+    if (pt->has_data_location && pt->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        onnx__tensor_proto__free_unpacked(pt, NULL);
+        return fail(&p, "tensor data outside the file is not read here");
+    }
+    s = convert_tensor(&p, "tensor", pt, out);
+    onnx__tensor_proto__free_unpacked(pt, NULL);
+    return s;
+}
+
+void onnx_tensor_free(onnx_tensor *t) { tensor_free(t); }
 
 static void attr_free(onnx_attr *a)
 {

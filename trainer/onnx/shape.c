@@ -110,7 +110,10 @@ static int64_t window_out(int64_t in, int64_t k, int64_t stride, int64_t dil, in
     if (auto_pad && !strcmp(auto_pad, "VALID")) pad0 = pad1 = 0;
     int64_t span = dil * (k - 1) + 1, room = in + pad0 + pad1 - span;
     if (room < 0) return -1;
-    return (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
+    int64_t out = (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
+    /* a ceil_mode window must start inside the input or its leading padding (PyTorch, ONNX) */
+    if (ceil_mode && (out - 1) * stride >= in + pad0) out--;
+    return out;
 }
 
 static void infer_window(shp *o, const onnx_node *n, const shp *x, const shp *w)
