@@ -199,6 +199,13 @@ deba_status deba_run_meta_write(const char *path, deba_meta *m, const deba_run_m
     SET("test_subset", "%d", f->test_subset);
     SET("lr_scaling", "%s", f->lr_scaling);
     SET("thresholds_source", "%s", f->thresholds_source);
+    if (f->model) {
+        SET("model", "%s", f->model);
+        SET("model_sha256", "%s", f->model_sha256 ? f->model_sha256 : "");
+        SET("model_opset", "%d", f->model_opset);
+        SET("model_producer", "%s", f->model_producer ? f->model_producer : "");
+        SET("init", "%s", f->init ? f->init : "onnx");
+    }
     if (error) SET("error", "%.*s", (int)sizeof m->kv[0].value - 1, error);
 #undef SET
     if (st)

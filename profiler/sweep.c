@@ -147,7 +147,7 @@ static deba_status setup(sweep_state *s, deba_err *e)
     if (kind < 0)
         return deba_err_set(e, DEBA_E_INPUT, "--dataset: unknown dataset '%s' (known: cifar10, cifar100, fashion-mnist, mnist)",
                             c->dataset);
-    if (!tr_model_find(c->arch)) {
+    if (!c->model[0] && !tr_model_find(c->arch)) {
         tr_graph_free(tr_model_build(c->arch, 3, 32, 10, e));   /* its message lists the models */
         return e ? e->status : DEBA_E_INPUT;
     }
@@ -158,7 +158,8 @@ static deba_status setup(sweep_state *s, deba_err *e)
     s->image = c->image_size > 0 ? c->image_size : s->train->h;
     s->augment = c->augment >= 0 ? c->augment : (kind == TR_DS_CIFAR10 || kind == TR_DS_CIFAR100);
     if (!(s->be = tr_backend_new(c->device, e))) return e ? e->status : DEBA_E_RUNTIME;
-    if (!(s->g = tr_model_build(c->arch, s->train->c, s->image, s->train->classes, e))) return e ? e->status : DEBA_E_INPUT;
+    if (!(s->g = tr_train_model_build(c, s->train->c, s->image, s->train->classes, NULL, e)))
+        return e ? e->status : DEBA_E_INPUT;
     if ((st = tr_graph_alloc(s->g, s->be, c->seed, e))) return st;
     tr_graph *g = s->g;
     s->params0 = malloc((size_t)g->n_params * sizeof(float));

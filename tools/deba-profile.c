@@ -22,6 +22,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: " TOOL " --arch A --dataset D [--seeds 2,42,199] [--epochs N] [options]\n"
+            "       " TOOL " --model FILE.onnx [--name N] --dataset D [--seeds ...] [options]\n"
             "       " TOOL " --arch A --dataset D --sweep 32,64,128,... [--sweep-steps K] [options]\n"
             "       " TOOL " --plan STUDY.ini (--run | --emit-jobs JOBS.txt)\n"
             "       " TOOL " --submit STUDY.ini | --status STUDY.ini [--watch [SECONDS]]\n"
@@ -34,6 +35,11 @@ static void usage(FILE *f)
             "model and data (as deba-train):\n"
             "  --arch A  --dataset D  --data DIR  --subset N  --test-subset N  --image-size S\n"
             "  --no-augment\n"
+            "  --model FILE.onnx   instead of --arch: a network exported to ONNX (docs/onnx.md)\n"
+            "  --name N            with --model: its architecture name (default the file's stem)\n"
+            "  --init seeded|onnx  with --model: seeded (the default here: sigma_S is the spread\n"
+            "                      over seeds, so each seed draws its own initial weights) or onnx\n"
+            "                      (every seed starts from the file's weights)\n"
             "profiling:\n"
             "  --seeds LIST        comma-separated seeds (default 2,42,199)\n"
             "  --epochs N          epochs per run, at least 2 (default 10)\n"
@@ -77,7 +83,7 @@ static void usage(FILE *f)
 enum {
     O_ARCH = 256, O_DATASET, O_DATA, O_SUBSET, O_TEST_SUBSET, O_IMAGE, O_NO_AUG, O_SEEDS, O_SEED, O_EPOCHS, O_BATCH,
     O_LR, O_MOM, O_WD, O_DEVICE, O_OUT, O_FORCE, O_QUIET, O_SWEEP, O_SWEEP_STEPS, O_PLAN, O_RUN, O_EMIT, O_HELP,
-    O_VERSION, O_CKPT_EVERY, O_REPEATS, O_MIN_TIME, O_BOOT, O_BOOT_SEED,
+    O_VERSION, O_CKPT_EVERY, O_REPEATS, O_MIN_TIME, O_BOOT, O_BOOT_SEED, O_MODEL, O_NAME, O_INIT,
 };
 
 /* the Slurm options (--submit, --status, --watch) */
@@ -92,7 +98,8 @@ static const struct option OPTS[] = {
     {"sweep-steps", 1, 0, O_SWEEP_STEPS}, {"plan", 1, 0, O_PLAN}, {"run", 0, 0, O_RUN}, {"emit-jobs", 1, 0, O_EMIT},
     {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {"checkpoint-every", 1, 0, O_CKPT_EVERY},
     {"repeats", 1, 0, O_REPEATS}, {"sweep-min-time", 1, 0, O_MIN_TIME}, {"bootstrap", 1, 0, O_BOOT},
-    {"bootstrap-seed", 1, 0, O_BOOT_SEED},
+    {"bootstrap-seed", 1, 0, O_BOOT_SEED}, {"model", 1, 0, O_MODEL}, {"name", 1, 0, O_NAME},
+    {"init", 1, 0, O_INIT},
     {"submit", 1, 0, O_SUBMIT}, {"status", 1, 0, O_STATUS}, {"watch", 2, 0, O_WATCH},
     {0, 0, 0, 0},
 };
@@ -268,6 +275,8 @@ int main(int argc, char **argv)
     const char *plan = NULL, *emit = NULL, *submit = NULL, *status = NULL;
     int watch = 0;
     int run = 0, sweep = 0, steps_given = 0, other = 0;   /* other: a training option (not for --plan) */
+    int set_arch = 0, set_model = 0, set_init = 0;
+    const char *name = NULL;
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", OPTS, NULL)) != -1) {
@@ -276,7 +285,14 @@ int main(int argc, char **argv)
         other += ch != O_PLAN && ch != O_RUN && ch != O_EMIT && ch != O_FORCE && ch != O_QUIET && ch != O_SUBMIT &&
                  ch != O_STATUS && ch != O_WATCH;
         switch (ch) {
-        case O_ARCH: bad = copy_opt(ch, c.arch, sizeof c.arch, optarg); break;
+        case O_ARCH: bad = copy_opt(ch, c.arch, sizeof c.arch, optarg); set_arch = 1; break;
+        case O_MODEL: bad = copy_opt(ch, c.model, sizeof c.model, optarg); set_model = 1; break;
+        case O_NAME: name = optarg; break;
+        case O_INIT:
+            if ((v = tr_onnx_init_parse(optarg)) < 0) return die_usage("--init: expected seeded or onnx, got '%s'", optarg);
+            c.init = (onnx_init_mode)v;
+            set_init = 1;
+            break;
         case O_DATASET: bad = copy_opt(ch, c.dataset, sizeof c.dataset, optarg); break;
         case O_DATA: bad = copy_opt(ch, c.data_dir, sizeof c.data_dir, optarg); break;
         case O_SUBSET: bad = parse_long(ch, optarg, 1, 100000000, &v); c.subset = (int)v; break;
@@ -355,8 +371,26 @@ int main(int argc, char **argv)
     }
     if (run || emit) return die_usage("--run and --emit-jobs need --plan FILE%s", "");
     if (!c.out[0]) return die_usage("--out: empty directory name%s", "");
-    if (!c.arch[0]) return die_usage("--arch is required%s", "");
+    if (set_arch && set_model) return die_usage("--arch and --model %s exclude each other: a profile is of one network", c.model);
+    if (!set_model && !c.arch[0]) return die_usage("--arch or --model is required%s", "");
+    if (set_model && !c.model[0]) return die_usage("--model: empty file name%s", "");
+    if (name && !set_model) return die_usage("--name is for --model%s; a built-in network is named by --arch", "");
+    if (set_init && !set_model) return die_usage("--init is for --model%s; a built-in network is seeded", "");
+    if (name && !*name) return die_usage("--name: empty name%s", "");
+    if (name && copy_opt(O_NAME, c.arch, sizeof c.arch, name)) return 2;
     if (!c.dataset[0]) return die_usage("--dataset is required%s", "");
+    if (set_model) {
+        deba_err ne = { 0 };
+        if (tr_train_resolve_name(&c, &ne)) return fail(&ne);
+        if (!set_init) {
+            /* sigma_S measures how the stability score varies with the seed: with the file's
+             * weights every seed would start from the same point and only the data order vary */
+            c.init = ONNX_INIT_SEEDED;
+            fprintf(stderr, TOOL ": note: --model %s: each seed re-initialises the weights (--init seeded, "
+                            "recorded in meta.csv): the profile's sigma_S is the spread over seeds; --init onnx "
+                            "keeps the file's weights\n", c.model);
+        }
+    }
     if (steps_given && !sweep) return die_usage("--sweep-steps needs --sweep LIST%s", "");
     if (repeats_given && !sweep) return die_usage("--repeats and --sweep-min-time need --sweep LIST%s", "");
     if (boot_given && sweep) return die_usage("--bootstrap and --bootstrap-seed are for a profile%s, not --sweep", "");

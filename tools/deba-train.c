@@ -1,4 +1,5 @@
-/* deba-train: one training run, fixed batch or DEBA (or an ablation), on CPU or CUDA. */
+/* deba-train: one training run, fixed batch or DEBA (or an ablation), on CPU or CUDA, of a built-in
+ * network or of one exported to ONNX (--model). */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -20,14 +21,24 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: " TOOL " --arch A --dataset D [options]\n"
+            "       " TOOL " --model FILE.onnx [--name N] [--init onnx|seeded] --dataset D [options]\n"
             "       " TOOL " --arch A [--num-classes N] [--image-size S] --summary\n"
+            "       " TOOL " --model FILE.onnx [--dataset D] [--image-size S] --summary\n"
             "\n"
             "Trains one network with a fixed batch size or the DEBA scheduler and writes\n"
             "OUT/<arch>/<dataset>/<label>/seed<seed>/{trace.csv,meta.csv,checkpoint.bin}.\n"
+            "A --model run's meta.csv records the file, its SHA-256, opset and producer; --resume\n"
+            "refuses a model file whose SHA-256 changed.\n"
             "\n"
             "model and data:\n"
             "  --arch A            cnn_small, resnet18, resnet50, densenet121, efficientnet_b0,\n"
             "                      mobilenet_v3_large (mobilenet_v3), vit_b_16, vit_tiny\n"
+            "  --model FILE.onnx   instead of --arch: an image classifier exported to ONNX\n"
+            "                      (docs/onnx.md); grey images feed a 3-channel model\n"
+            "  --name N            with --model: the run's architecture name (default the\n"
+            "                      file's stem)\n"
+            "  --init onnx|seeded  with --model: keep the file's weights (default) or draw them\n"
+            "                      from --seed with PyTorch's default initialisers\n"
             "  --dataset D         cifar10, cifar100, fashion-mnist, mnist\n"
             "  --data DIR          dataset directory (default for fashion-mnist:\n"
             "                      /usr/share/datasets/fashion-mnist)\n"
@@ -66,7 +77,7 @@ enum {
     O_ARCH = 256, O_DATASET, O_DATA, O_SUBSET, O_TEST_SUBSET, O_IMAGE, O_NO_AUG, O_CLASSES, O_SUMMARY,
     O_EPOCHS, O_SEED, O_LR, O_MOM, O_WD, O_LRS, O_DEVICE, O_METHOD, O_BATCH, O_BMIN, O_BMAX, O_TAU,
     O_THETA, O_LAMBDA, O_THRESH, O_WINDOW, O_COOLDOWN, O_GROWTH, O_ROLLBACK, O_LABEL, O_OUT, O_RESUME,
-    O_FORCE, O_QUIET, O_CKPT_EVERY, O_HELP, O_VERSION,
+    O_FORCE, O_QUIET, O_CKPT_EVERY, O_HELP, O_VERSION, O_MODEL, O_NAME, O_INIT,
 };
 
 static const struct option OPTS[] = {
@@ -80,7 +91,8 @@ static const struct option OPTS[] = {
     {"thresholds", 1, 0, O_THRESH}, {"window", 1, 0, O_WINDOW}, {"cooldown", 1, 0, O_COOLDOWN},
     {"growth", 1, 0, O_GROWTH}, {"rollback", 1, 0, O_ROLLBACK}, {"label", 1, 0, O_LABEL},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"force", 0, 0, O_FORCE}, {"quiet", 0, 0, O_QUIET},
-    {"checkpoint-every", 1, 0, O_CKPT_EVERY},
+    {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"model", 1, 0, O_MODEL}, {"name", 1, 0, O_NAME},
+    {"init", 1, 0, O_INIT},
     {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0},
 };
 
@@ -146,6 +158,33 @@ static int summary(const char *arch, const char *dataset, int image, int classes
     return 0;
 }
 
+/* --summary of a model file: for the dataset's images when one is named, else for the model's
+ * own input. */
+static int summary_model(const tr_train_config *c, int image, int classes)
+{
+    int in_c = 0;
+    deba_err e = {0};
+    if (c->dataset[0]) {
+        int k = tr_dataset_parse(c->dataset);
+        if (k < 0) return die_usage("--dataset: unknown dataset '%s'%s", c->dataset, "");
+        in_c = tr_dataset_channels(k);
+        if (!image) image = tr_dataset_image_size(k);
+        if (!classes) classes = tr_dataset_classes(k);
+    }
+    tr_onnx_model_info info;
+    tr_graph *g = tr_train_model_build(c, in_c, image, classes, &info, &e);
+    if (!g) {
+        fprintf(stderr, TOOL ": error: %s\n", e.msg);
+        return deba_status_exit_code(e.status);
+    }
+    printf("%s (%s, opset %d%s%s), input (%d, %d, %d)%s, %d classes\n", c->arch, c->model, info.opset,
+           info.producer[0] ? ", " : "", info.producer, in_c ? in_c : info.in_c, info.in_h, info.in_w,
+           in_c == 1 && info.in_c == 3 ? " replicated to 3 channels" : "", g->classes);
+    tr_graph_summary(g, stdout);
+    tr_graph_free(g);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     cli_omp_wait_policy(argv);
@@ -153,6 +192,8 @@ int main(int argc, char **argv)
     tr_train_config_default(&c);
     const char *thresholds = NULL;
     int want_summary = 0, classes = 0, set_tau = 0, set_theta = 0, set_lambda = 0, set_label = 0;
+    int set_arch = 0, set_init = 0, set_model = 0;
+    const char *name = NULL;
     double tau = 0, theta = 0, lambda = 0;
     int ch;
     opterr = 0;
@@ -161,7 +202,14 @@ int main(int argc, char **argv)
         double d;
         int bad = 0;
         switch (ch) {
-        case O_ARCH: bad = copy_opt(ch, c.arch, sizeof c.arch, optarg); break;
+        case O_ARCH: bad = copy_opt(ch, c.arch, sizeof c.arch, optarg); set_arch = 1; break;
+        case O_MODEL: bad = copy_opt(ch, c.model, sizeof c.model, optarg); set_model = 1; break;
+        case O_NAME: name = optarg; break;
+        case O_INIT:
+            if ((v = tr_onnx_init_parse(optarg)) < 0) return die_usage("--init: expected onnx or seeded, got '%s'%s", optarg, "");
+            c.init = (onnx_init_mode)v;
+            set_init = 1;
+            break;
         case O_DATASET: bad = copy_opt(ch, c.dataset, sizeof c.dataset, optarg); break;
         case O_DATA: bad = copy_opt(ch, c.data_dir, sizeof c.data_dir, optarg); break;
         case O_SUBSET: bad = parse_long(ch, optarg, 1, 100000000, &v); c.subset = (int)v; break;
@@ -209,7 +257,22 @@ int main(int argc, char **argv)
         if (bad) return 2;
     }
     if (optind < argc) return die_usage("unexpected argument '%s'%s", argv[optind], "");
-    if (!c.arch[0]) return die_usage("--arch is required%s%s", "", "");
+    if (set_arch && set_model)
+        return die_usage("--arch %s and --model %s exclude each other: a run trains one network", c.arch, c.model);
+    if (!set_model && !c.arch[0]) return die_usage("--arch or --model is required%s%s", "", "");
+    if (set_model && !c.model[0]) return die_usage("--model: empty file name%s%s", "", "");
+    if (name && !set_model) return die_usage("--name is for --model%s%s; a built-in network is named by --arch", "", "");
+    if (set_init && !set_model) return die_usage("--init is for --model%s%s; a built-in network is seeded", "", "");
+    if (name && !*name) return die_usage("--name: empty name%s%s", "", "");
+    if (name && copy_opt(O_NAME, c.arch, sizeof c.arch, name)) return 2;
+    {
+        deba_err ne = {0};
+        if (tr_train_resolve_name(&c, &ne)) {
+            fprintf(stderr, TOOL ": error: %s\n", ne.msg);
+            return 2;
+        }
+    }
+    if (want_summary && c.model[0]) return summary_model(&c, c.image_size, classes);
     if (want_summary) return summary(c.arch, c.dataset[0] ? c.dataset : NULL, c.image_size, classes);
     if (!c.dataset[0]) return die_usage("--dataset is required%s%s", "", "");
     if (c.label[0] && !deba_name_ok(c.label))   /* it becomes a directory name */

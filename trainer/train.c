@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 #include "deba/deba.h"
+#include "deba/escape.h"
 #include "deba/runlock.h"
+#include "deba/sha256.h"
 #include "trainer/backend/backend.h"
 #include "trainer/checkpoint.h"
 #include "trainer/models/models.h"
@@ -59,6 +61,7 @@ typedef struct {
     tr_dataset *train, *test;
     tr_backend *be;
     tr_graph *g;
+    tr_onnx_model_info model;    /* with c->model: what meta.csv records of the file */
     deba_sched *sched;
     deba_trace trace;
     deba_meta meta;
@@ -107,6 +110,13 @@ static deba_status write_meta(run_state *r, const char *status, const char *erro
         .subset = c->subset, .test_subset = c->test_subset, .lr_scaling = tr_lr_scaling_name(c->lr_scaling),
         .thresholds_source = c->thresholds_src[0] ? c->thresholds_src : "command line",
     };
+    if (c->model[0]) {
+        f.model = c->model;
+        f.model_sha256 = r->model.sha256;
+        f.model_opset = r->model.opset;
+        f.model_producer = r->model.producer;
+        f.init = tr_onnx_init_name(c->init);
+    }
     return deba_run_meta_write(r->meta_path, &r->meta, &f, status, error, e);
 }
 
@@ -163,11 +173,39 @@ static void record_failure(run_state *r, const deba_err *why)
     deba_meta_free(&old);
 }
 
+/* The network of a run is part of its settings: a built-in one stays built-in, and a model file
+ * must be the same bytes (its SHA-256; the path may differ) with the same --init. */
+static deba_status check_model(const deba_meta *m, const char *path, const tr_train_config *c, deba_err *e)
+{
+    const char *was = deba_meta_get(m, "model"), *sha = deba_meta_get(m, "model_sha256");
+    if (!was && !c->model[0]) return DEBA_OK;
+    if (!was)
+        return deba_err_set(e, DEBA_E_INPUT, "%s: the run was started with the built-in --arch %s, not --model %s: "
+                            "resume it with the same options (or use --force to start over)", path, c->arch, c->model);
+    if (!c->model[0])
+        return deba_err_set(e, DEBA_E_INPUT, "%s: the run was started with --model %s, not the built-in --arch %s: "
+                            "resume it with the same options (or use --force to start over)", path, was, c->arch);
+    char now[65];
+    deba_status st = deba_sha256_file(c->model, now, e);
+    if (st) return st;
+    if (!sha || strcmp(sha, now))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: the model file %s changed since the run was started from %s "
+                            "(SHA-256 %s then, %s now): a run continues only with the network it began with (use "
+                            "--force to start over)", path, c->model, was, sha ? sha : "(none recorded)", now);
+    const char *init = deba_meta_get(m, "init");
+    if (init && strcmp(init, tr_onnx_init_name(c->init)))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: the run was started with --init %s, not %s: resume it with the "
+                            "same options (or use --force to start over)", path, init, tr_onnx_init_name(c->init));
+    return DEBA_OK;
+}
+
 /* A run is resumed with the settings it was started with: anything else would mix two
  * trainings in one trace while meta.csv names only the last. A fixed-batch run never uses the
  * scheduler's settings, so only the first seven keys matter for it (as deba-profile checks). */
 deba_status tr_train_check_meta(const deba_meta *m, const char *path, const tr_train_config *c, deba_err *e)
 {
+    deba_status mst = check_model(m, path, c, e);
+    if (mst) return mst;
     int kind = tr_dataset_parse(c->dataset);
     int image = c->image_size > 0 ? c->image_size : kind >= 0 ? tr_dataset_image_size((tr_dataset_kind)kind) : 0;
     const char *method = deba_meta_get(m, "method");
@@ -599,13 +637,42 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
     return write_meta(r, status, NULL, e);
 }
 
-deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_err *e)
+deba_status tr_train_resolve_name(tr_train_config *c, deba_err *e)
+{
+    if (!c->model[0]) return DEBA_OK;
+    if (c->arch[0]) {
+        if (!deba_name_ok(c->arch))
+            return deba_err_set(e, DEBA_E_INPUT, "--name: '%s' must be 1-63 characters from A-Z a-z 0-9 . _ - (not . or "
+                                "..): it becomes a directory name", c->arch);
+        return DEBA_OK;
+    }
+    char stem[256];
+    tr_onnx_model_stem(c->model, stem, sizeof stem);
+    if (!deba_name_ok(stem))
+        return deba_err_set(e, DEBA_E_INPUT, "--model %s: its stem '%.80s' cannot name the run's directory (1-63 "
+                            "characters from A-Z a-z 0-9 . _ -): give the run a name with --name", c->model, stem);
+    snprintf(c->arch, sizeof c->arch, "%.*s", (int)sizeof c->arch - 1, stem);
+    return DEBA_OK;
+}
+
+tr_graph *tr_train_model_build(const tr_train_config *c, int in_c, int image, int classes,
+                               tr_onnx_model_info *info, deba_err *e)
+{
+    if (!c->model[0]) return tr_model_build(c->arch, in_c, image, classes, e);
+    return tr_onnx_model_build(c->model, c->dataset[0] ? c->dataset : NULL, in_c, image, classes, c->init, info, e);
+}
+
+deba_status tr_train_run(const tr_train_config *given, tr_train_result *res, deba_err *e)
 {
     run_state r;
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);
+    tr_train_config named = *given;   /* with a model file: the run's name resolved */
+    const tr_train_config *c = &named;
     r.c = c;
     r.lock.fd = -1;
+    deba_status nst = tr_train_resolve_name(&named, e);
+    if (nst) return nst;
     if (c->epochs < 1) return deba_err_set(e, DEBA_E_INPUT, "--epochs must be at least 1 (got %d)", c->epochs);
     if (!(isfinite(c->lr) && c->lr > 0)) return deba_err_set(e, DEBA_E_INPUT, "--lr must be > 0 and finite (got %g)", c->lr);
     if (!(c->momentum >= 0 && c->momentum < 1))
@@ -620,10 +687,12 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
     snprintf(r.meta_path, sizeof r.meta_path, "%s/meta.csv", r.dir);
     snprintf(r.ckpt_path, sizeof r.ckpt_path, "%s/checkpoint.bin", r.dir);
     snprintf(res->run_dir, sizeof res->run_dir, "%s", r.dir);
-    if (!tr_model_find(c->arch)) {
+    if (!c->model[0] && !tr_model_find(c->arch)) {
         tr_graph_free(tr_model_build(c->arch, 3, 32, 10, e));   /* for its message listing the models */
         return e ? e->status : DEBA_E_INPUT;
     }
+    if (strlen(c->model) >= sizeof r.meta.kv[0].value)   /* meta.csv records it */
+        return deba_err_set(e, DEBA_E_INPUT, "--model: path longer than %zu characters", sizeof r.meta.kv[0].value - 1);
     int resuming;
     if ((st = load_data(&r, e))) goto done;
     if (!(r.be = tr_backend_new(c->device, e))) {
@@ -631,7 +700,7 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
         goto done;
     }
     if ((st = tr_backend_timing_start(r.be, e))) goto done;   /* per-op or per-kernel times: kernels.csv */
-    if (!(r.g = tr_model_build(c->arch, r.train->c, r.image, r.train->classes, e))) {
+    if (!(r.g = tr_train_model_build(c, r.train->c, r.image, r.train->classes, &r.model, e))) {
         st = e->status;
         goto done;
     }
@@ -652,8 +721,8 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
     /* only now, with data, device and model known good, touch the run directory */
     if ((st = prepare_dir(&r, &resuming, e))) goto done;
     deba_utc_now(r.started, sizeof r.started);
-    snprintf(r.info.arch, sizeof r.info.arch, "%s", c->arch);
-    snprintf(r.info.dataset, sizeof r.info.dataset, "%s", c->dataset);
+    snprintf(r.info.arch, sizeof r.info.arch, "%.*s", (int)sizeof r.info.arch - 1, c->arch);
+    snprintf(r.info.dataset, sizeof r.info.dataset, "%.*s", (int)sizeof r.info.dataset - 1, c->dataset);
     r.info.seed = c->seed;
     tr_rng_seed(&r.info.data_rng, c->seed, 1);
     tr_rng_seed(&r.info.aug_rng, c->seed, 2);
@@ -662,6 +731,15 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
     r.report_failure = 1;
     if (resuming) {
         tr_ckpt_info saved;
+        /* a changed model file first: its checkpoint would not fit the new graph, and that
+         * message would not say why */
+        deba_meta was = {0};
+        if (!deba_meta_read(r.meta_path, &was, NULL)) st = check_model(&was, r.meta_path, c, e);
+        deba_meta_free(&was);
+        if (st) {
+            r.report_failure = 0;   /* the run is as it was; this invocation is wrong */
+            goto done;
+        }
         if ((st = tr_ckpt_load(r.ckpt_path, &saved, r.g, &r.sched, &r.trace, e))) goto done;
         /* the names are checked printable and NUL-terminated by the loader */
         if (strcmp(saved.arch, c->arch) || strcmp(saved.dataset, c->dataset) || saved.seed != c->seed) {
@@ -713,6 +791,10 @@ deba_status tr_train_run(const tr_train_config *c, tr_train_result *res, deba_er
                 resuming ? "resuming" : "training", c->arch, c->dataset, (unsigned long long)c->seed, r.be->name,
                 r.be->device_name, (long long)r.g->n_params, r.train->n, r.test->n, r.image, r.image,
                 resuming ? "" : "");
+    if (!c->quiet && c->model[0])
+        fprintf(stderr, "model %s (opset %d%s%s), weights: %s\n", c->model, r.model.opset,
+                r.model.producer[0] ? ", from " : "", r.model.producer,
+                c->init == ONNX_INIT_SEEDED ? "re-initialised from the seed (--init seeded)" : "the file's (--init onnx)");
     if (!c->quiet && r.be->note[0]) fprintf(stderr, "note: %s\n", r.be->note);   /* why auto took the CPU */
     st = run_epochs(&r, res, e);
 done:

@@ -11,11 +11,14 @@
 #include "deba/trace.h"
 #include "trainer/data/dataset.h"
 #include "trainer/graph.h"
+#include "trainer/onnx/model.h"
 
 typedef enum { TR_LR_NONE, TR_LR_LINEAR, TR_LR_SQRT, TR_LR_SCALING_COUNT } tr_lr_scaling;
 
 typedef struct {
-    char arch[64];
+    char arch[64];                /* with model: the run's name (--name, else the file's stem) */
+    char model[4096];             /* --model FILE.onnx instead of a built-in --arch; "" = none */
+    onnx_init_mode init;          /* with model: keep the file's weights or draw them from seed */
     char dataset[64];
     char data_dir[4096];          /* "" = the dataset's default directory */
     char label[64];               /* "" = the method's name */
@@ -41,6 +44,17 @@ typedef struct {
     int epochs_done;
     double final_test_acc, best_test_acc, total_train_time_s;
 } tr_train_result;
+
+/* With a model file and no name: the file's stem as c->arch. Either way the name must be able
+ * to become a directory (deba_name_ok): DEBA_E_INPUT naming --name or the file otherwise. A
+ * no-op for a built-in --arch. */
+deba_status tr_train_resolve_name(tr_train_config *c, deba_err *e);
+
+/* The network of c for in_c x image x image images and `classes` classes: the built-in c->arch,
+ * or the graph of c->model (info, may be NULL, gets what meta.csv records of the file; it is
+ * left untouched for a built-in). NULL with e set (DEBA_E_INPUT for a bad name or file). */
+tr_graph *tr_train_model_build(const tr_train_config *c, int in_c, int image, int classes,
+                               tr_onnx_model_info *info, deba_err *e);
 
 /* SPEC defaults: lr 0.01, momentum 0.9, wd 5e-4, B0 64, device auto, seed 42, 10 epochs. */
 void tr_train_config_default(tr_train_config *c);
@@ -68,9 +82,9 @@ typedef struct {
 void tr_train_step(tr_graph *g, int n, float lr, float momentum, float wd, tr_step *out);
 
 /* Whether a run directory's meta.csv was written with the settings of c (method, batch, lr,
- * momentum, weight decay, subset, image size and, for DEBA, the scheduler's): a run is only
- * ever continued or reused with the settings it was started with. DEBA_E_INPUT names the file,
- * the option and both values. */
+ * momentum, weight decay, subset, image size and, for DEBA, the scheduler's; for a model file,
+ * the file's SHA-256 and --init): a run is only ever continued or reused with the settings it
+ * was started with. DEBA_E_INPUT names the file, the option and both values (both hashes). */
 deba_status tr_train_check_meta(const deba_meta *m, const char *path, const tr_train_config *c, deba_err *e);
 
 /* Set by a SIGINT/SIGTERM handler in the tool (the handler does nothing else): the run stops

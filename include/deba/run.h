@@ -60,10 +60,18 @@ typedef struct {
     double final_test_acc, best_test_acc, total_train_time_s;
     int image_size, subset, test_subset;
     const char *lr_scaling, *thresholds_source;
+    /* a network imported from a model file (deba-train --model); model NULL: a built-in one,
+     * and none of these keys is written */
+    const char *model;                         /* the path as given */
+    const char *model_sha256, *model_producer; /* of the file's bytes; "name version" */
+    int model_opset;
+    const char *init;                          /* onnx (the file's weights) | seeded */
 } deba_run_meta;
 
 /* Sets every key of f in m (keys m already holds that f does not name stay), status, the finish
  * time unless status is "running", and `error` when not NULL; then writes m to path atomically.
+ * A model file's keys (model, model_sha256, model_opset, model_producer, init) follow the
+ * others, so a built-in run's meta.csv is the same as before they existed.
  * A value too long for meta.csv is DEBA_E_INPUT naming path and key. */
 deba_status deba_run_meta_write(const char *path, deba_meta *m, const deba_run_meta *f, const char *status,
                                 const char *error, deba_err *e);
