@@ -1,9 +1,10 @@
-/* libFuzzer harness: the ONNX parse pass, the supported-op checks, the parameter rule and the
- * shape/FLOPs pass (trainer/onnx/). Input: byte 0 flags (bit 0: ONNX_PARSE_ANY instead of
+/* libFuzzer harness: the ONNX parse pass, the supported-op checks, the parameter rule, the
+ * shape/FLOPs pass and the fold/lower pass (trainer/onnx/). Input: byte 0 flags (bit 0: ONNX_PARSE_ANY instead of
  * ONNX_PARSE_MODEL), bytes 1-4 the model's length n (little-endian, clipped to what is there),
  * then n bytes written as model.onnx and the rest as w.data beside it (its external data). */
 #include "tests/fuzz/fuzz.h"
 
+#include "trainer/onnx/lower.h"
 #include "trainer/onnx/onnx.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -36,6 +37,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (flags == ONNX_PARSE_MODEL && (m->input < 0 || !m->values[m->input].batched)) abort();
     int tensors, unknown;
     if (onnx_trainable_params(m, &tensors) < 0 || onnx_flops(m, &unknown) < 0) abort();
+    /* the lowering: a refusal is input or unsupported, with a message; a graph it returns has
+     * an output and the parameter count of the rule above */
+    onnx_lower_opts lo = {flags == ONNX_PARSE_MODEL ? ONNX_LOWER_MODEL : ONNX_LOWER_VERIFY, ONNX_INIT_ONNX, NULL, NULL, 0};
+    onnx_net *net = NULL;
+    st = onnx_lower(m, &lo, &net, &e);
+    if (st != DEBA_OK && st != DEBA_E_INPUT && st != DEBA_E_UNSUPPORTED && st != DEBA_E_NOMEM) abort();
+    if (st && !e.msg[0]) abort();
+    if (!st && (!net->g || net->g->output < 0)) abort();
+    onnx_net_free(net);
     onnx_model_free(m);
     return 0;
 }
