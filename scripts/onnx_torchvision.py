@@ -60,8 +60,14 @@ def build(name):
     if name == "cnn_small":
         return CnnSmall()
     if name == "vit_small":   # a VisionTransformer small enough for 32x32 inputs
-        return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
-                                                    hidden_dim=32, mlp_dim=64, num_classes=10)
+        m = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                                 hidden_dim=32, mlp_dim=64, num_classes=10)
+        # torchvision zeroes the head (and the class token): the logits would be 0 whatever the
+        # encoder computed, and verify would compare nothing
+        with torch.no_grad():
+            torch.nn.init.normal_(m.heads.head.weight, std=0.5)
+            torch.nn.init.normal_(m.class_token, std=0.5)
+        return m
     return getattr(torchvision.models, name)(num_classes=10)
 
 

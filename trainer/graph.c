@@ -49,9 +49,13 @@ int tr_graph_fail(tr_graph *g, const char *fmt, ...)
     return -1;
 }
 
-static int add_tensor_nd(tr_graph *g, int rank, const int *dims, int batchless)
+static int add_tensor_nd(tr_graph *g, int rank, const int *dims_in, int batchless)
 {
     if (rank < 0 || rank > TR_MAX_RANK) return tr_graph_fail(g, "rank %d (at most %d)", rank, TR_MAX_RANK);
+    /* dims may point into g->tensors (a view's shape taken from its source): copied before the
+     * array grows */
+    int dims[TR_MAX_RANK];
+    for (int i = 0; i < rank; i++) dims[i] = dims_in[i];
     int64_t numel = 1;
     for (int i = 0; i < rank; i++) {
         if (dims[i] <= 0) return tr_graph_fail(g, "invalid tensor shape: dimension %d is %d", i, dims[i]);

@@ -58,6 +58,8 @@ int tr_matmul(tr_graph *g, const char *name, int a, int b)
     const int batchless = ta->batchless && tb->batchless;
     tr_node *nd = tr_graph_add_node_nd(g, TR_OP_MATMUL, name, (const int[]){a, b}, 2, ob + 2, dims, batchless);
     if (!nd) return -1;
+    /* adding the node may have moved g->tensors: take the pointers again */
+    ta = &g->tensors[a], tb = &g->tensors[b];
     const tr_tensor *y = &g->tensors[nd->out];
     int64_t per = 1;   /* pairs per sample (per run when batchless) */
     for (int j = 0; j < ob; j++) per *= dims[j];
@@ -90,9 +92,10 @@ int tr_transpose(tr_graph *g, const char *name, int x, const int *perm)
                                  perm[i], t->rank);
         dims[i] = t->dims[perm[i]];
     }
-    tr_node *nd = tr_graph_add_node_nd(g, TR_OP_TRANSPOSE, name, &x, 1, t->rank, dims, t->batchless);
+    const int rank = t->rank;   /* t points into g->tensors, which adding the node may move */
+    tr_node *nd = tr_graph_add_node_nd(g, TR_OP_TRANSPOSE, name, &x, 1, rank, dims, t->batchless);
     if (!nd) return -1;
-    for (int i = 0; i < TR_MAX_RANK; i++) nd->attr.perm.perm[i] = i < t->rank ? perm[i] : i;
+    for (int i = 0; i < TR_MAX_RANK; i++) nd->attr.perm.perm[i] = i < rank ? perm[i] : i;
     nd->flops = 0.0;
     return nd->out;
 }
@@ -113,11 +116,12 @@ int tr_slice(tr_graph *g, const char *name, int x, const int *start, const int *
             return tr_graph_fail(g, "%s: slice of axis %d (size %d) from %d by %d for %d elements leaves the axis",
                                  name, k, t->dims[k], start[k], step[k], out_dims[k]);
     }
-    tr_node *nd = tr_graph_add_node_nd(g, TR_OP_SLICE, name, &x, 1, t->rank, out_dims, t->batchless);
+    const int rank = t->rank;   /* t points into g->tensors, which adding the node may move */
+    tr_node *nd = tr_graph_add_node_nd(g, TR_OP_SLICE, name, &x, 1, rank, out_dims, t->batchless);
     if (!nd) return -1;
     for (int k = 0; k < TR_MAX_RANK; k++) {
-        nd->attr.slice.start[k] = k < t->rank ? start[k] : 0;
-        nd->attr.slice.step[k] = k < t->rank ? step[k] : 1;
+        nd->attr.slice.start[k] = k < rank ? start[k] : 0;
+        nd->attr.slice.step[k] = k < rank ? step[k] : 1;
     }
     nd->flops = 0.0;
     return nd->out;
@@ -174,9 +178,10 @@ int tr_pad(tr_graph *g, const char *name, int x, const int *begin, const int *en
                                  name, k, begin[k], end[k]);
         dims[k] = t->dims[k] + begin[k] + end[k];
     }
-    tr_node *nd = tr_graph_add_node_nd(g, TR_OP_PAD, name, &x, 1, t->rank, dims, t->batchless);
+    const int rank = t->rank;   /* t points into g->tensors, which adding the node may move */
+    tr_node *nd = tr_graph_add_node_nd(g, TR_OP_PAD, name, &x, 1, rank, dims, t->batchless);
     if (!nd) return -1;
-    for (int k = 0; k < TR_MAX_RANK; k++) nd->attr.pad.begin[k] = k < t->rank ? begin[k] : 0;
+    for (int k = 0; k < TR_MAX_RANK; k++) nd->attr.pad.begin[k] = k < rank ? begin[k] : 0;
     nd->attr.pad.value = value;
     nd->flops = 0.0;
     return nd->out;

@@ -44,6 +44,8 @@ typedef struct {
     /* RT: the tensor; INIT: its parameter tensor once an op read it as one (-1 before) */
     int tid;
     int batched;     /* RT: d[0] is the batch */
+    int vsrc;        /* INIT: the value whose parameter this is (the initializer itself, an Identity
+                        copy of it; a Transpose of it keeps its source); -1 otherwise */
     /* LAZY: tid is the (batched) source, of rank src_rank and dims src_d; output axis k is
      * source axis perm[k] */
     int perm[ONNX_MAX_DIMS];
@@ -64,6 +66,8 @@ typedef struct {
     int n_fused;
     int uniq;                /* for names of engine nodes a node expands into */
     int bn_training;         /* VERIFY: training_mode of the BatchNormalization nodes, -1 none */
+    char *taken;             /* per value: its parameter is in the graph already (a layer's or a
+                                parameter tensor): a second use would count it twice */
 } L;
 
 /* ---- messages ---- */
@@ -178,6 +182,7 @@ static void lv_clear(lv *x)
     free(x->i);
     memset(x, 0, sizeof *x);
     x->tid = -1;
+    x->vsrc = -1;
 }
 
 /* Makes x a constant of the given shape with zeroed storage. */
@@ -188,7 +193,7 @@ static int lv_new_const(L *l, lv *x, int rank, const int64_t *d, int is_int)
     if (n < 0 || n > FOLD_MAX) return UNSUP(l, "constant of %lld elements is too large to fold", (long long)n);
     x->kind = LV_CONST;
     x->rank = rank;
-    memcpy(x->d, d, (size_t)rank * sizeof *d);
+    for (int k = 0; k < rank && k < ONNX_MAX_DIMS; k++) x->d[k] = d[k];
     x->numel = n;
     x->is_int = is_int;
     if (is_int) x->i = calloc((size_t)(n ? n : 1), sizeof(int64_t));
@@ -211,7 +216,7 @@ static int lv_rt(L *l, lv *x, int tid, int rank, const int64_t *d, int batched)
     x->kind = LV_RT;
     x->tid = tid;
     x->rank = rank;
-    memcpy(x->d, d, (size_t)rank * sizeof *d);
+    for (int k = 0; k < rank && k < ONNX_MAX_DIMS; k++) x->d[k] = d[k];
     x->numel = numel_of(rank, d);
     x->batched = batched;
     return 0;
@@ -251,6 +256,12 @@ static int tensor_of(L *l, lv *x, int vidx)
     }
     int id;
     if (x->kind == LV_INIT) {
+        if (x->vsrc >= 0 && l->taken[x->vsrc]) {
+            free(tmp);
+            return UNSUP(l, "initializer '%.80s' is read in two layouts or by a layer and another op",
+                         l->m->values[x->vsrc].name);
+        }
+        if (x->vsrc >= 0) l->taken[x->vsrc] = 1, vidx = x->vsrc;
         char name[112] = "";
         const char *vn = l->m->values[vidx].name;
         size_t k = 0;
@@ -528,6 +539,7 @@ static int batched_rt(const lv *x) { return x && x->kind == LV_RT && x->batched;
 static int take_param(L *l, int ps, const lv *x, int vidx, const float *data)
 {
     tr_param_spec *p = &l->g->pspecs[ps];
+    if (x->vsrc >= 0) vidx = x->vsrc;
     if (x->numel != p->count)
         return BAD(l, "initializer '%.80s' has %lld values, the layer needs %lld", l->m->values[vidx].name,
                    (long long)x->numel, (long long)p->count);
@@ -555,11 +567,12 @@ static lv *layer_param(L *l, int j, const char *what)
         UNSUP(l, "the %s must be a float initializer (a learned tensor of the file)", what);
         return NULL;
     }
-    if (x->tid >= 0) {
+    if (x->tid >= 0 || (x->vsrc >= 0 && l->taken[x->vsrc])) {
         UNSUP(l, "the %s is shared with another op", what);
         return NULL;
     }
     x->tid = -2;   /* taken by a layer: no other op may read it as a tensor */
+    if (x->vsrc >= 0) l->taken[x->vsrc] = 1;
     return x;
 }
 
@@ -676,6 +689,15 @@ static int lower_bn(L *l)
     return set_out(l, o, view_nd(l, y, pr, pd, ".out"), x->batched);
 }
 
+/* Restores the general shape on the output of a layer builder that keeps (c, h, w). */
+static void set_dims(L *l, int y, int rank, const int *dims)
+{
+    if (y < 0) return;
+    tr_tensor *t = &l->g->tensors[y];
+    t->rank = rank;
+    memcpy(t->dims, dims, (size_t)rank * sizeof(int));
+}
+
 /* An activation on a batched value: the engine's fused activation; otherwise the general unary. */
 static int lower_act(L *l, tr_act act, tr_unary_kind uk, float a, float b, int fused_ok)
 {
@@ -690,13 +712,11 @@ static int lower_act(L *l, tr_act act, tr_unary_kind uk, float a, float b, int f
     if (uk == TR_UN_COUNT && (t->batchless || !fused_ok))
         return UNSUP(l, "%s of a value that is the same for every sample", tr_act_name(act));
     if (fused_ok && !t->batchless) {
+        int rank = t->rank, dims[TR_MAX_RANK];   /* t may move when the node is added */
+        memcpy(dims, t->dims, sizeof dims);
         y = tr_activation(l->g, nm, tx, act);
         l->n_fused++;
-        if (y >= 0) {   /* tr_activation keeps (c, h, w): restore the general shape */
-            tr_tensor *ty = &l->g->tensors[y];
-            ty->rank = t->rank;
-            memcpy(ty->dims, t->dims, sizeof ty->dims);
-        }
+        set_dims(l, y, rank, dims);   /* tr_activation keeps (c, h, w): restore the general shape */
     } else {
         y = tr_unary(l->g, nm, uk, tx, a, b);
     }
@@ -750,15 +770,6 @@ static int lower_binary(L *l, tr_binary_kind kind)
     return set_out(l, o, tr_binary(l->g, nm, kind, ta, tb), bat);
 }
 
-/* Restores the general shape on the output of a layer builder that keeps (c, h, w). */
-static void set_dims(L *l, int y, int rank, const int *dims)
-{
-    if (y < 0) return;
-    tr_tensor *t = &l->g->tensors[y];
-    t->rank = rank;
-    memcpy(t->dims, dims, (size_t)rank * sizeof(int));
-}
-
 /* x (..., K) · w (K, N) with w a float initializer: the engine's linear layer (weight stored
  * as (N, K), as nn.Linear), bias from c when given. transposed: w is already (N, K). */
 static int linear_of(L *l, lv *x, lv *w, int wv, lv *c, int cv, int transposed, lv *o)
@@ -784,6 +795,7 @@ static int linear_of(L *l, lv *x, lv *w, int wv, lv *c, int cv, int transposed, 
     int rc = take_param(l, ps0, w, wv, wt);
     free(wt);
     if (rc || (c && take_param(l, ps0 + 1, c, cv, NULL))) return -1;
+    t = tr_graph_tensor(l->g, tx);   /* adding the node may have moved the tensors */
     int dims[TR_MAX_RANK];
     memcpy(dims, t->dims, sizeof dims);
     dims[t->rank - 1] = N;
@@ -988,7 +1000,7 @@ static int lower_unsqueeze(L *l)
     if (aa) {
         if (aa->n > ONNX_MAX_DIMS) return UNSUP(l, "too many axes");
         na = (int)aa->n;
-        memcpy(axes, aa->ints, (size_t)na * sizeof(int64_t));
+        if (na) memcpy(axes, aa->ints, (size_t)na * sizeof(int64_t));
     } else if ((na = int_list(l, in_v(l, 1), "axes", axes, ONNX_MAX_DIMS)) < 0) {
         return -1;
     }
@@ -1015,7 +1027,10 @@ static int lower_identity(L *l)
     if (lv_new_const(l, o, x->rank, x->d, x->is_int)) return -1;
     if (x->is_int) memcpy(o->i, x->i, (size_t)x->numel * sizeof(int64_t));
     else memcpy(o->f, x->f, (size_t)x->numel * sizeof(float));
-    if (l->trainable[l->node->out[0]] && !x->is_int) o->kind = LV_INIT;
+    if (l->trainable[l->node->out[0]] && !x->is_int) {   /* a parameter of its own (PyTorch's dedup) */
+        o->kind = LV_INIT;
+        o->vsrc = l->node->out[0];
+    }
     return 0;
 }
 
@@ -1089,13 +1104,13 @@ static int lower_constant(L *l)
     if (!strcmp(a->name, "value_floats") && a->type == ONNX_ATTR_FLOATS) {
         one = a->n;
         if (lv_new_const(l, o, 1, &one, 0)) return -1;
-        memcpy(o->f, a->floats, (size_t)a->n * sizeof(float));
+        if (a->n) memcpy(o->f, a->floats, (size_t)a->n * sizeof(float));
         return 0;
     }
     if (!strcmp(a->name, "value_ints") && a->type == ONNX_ATTR_INTS) {
         one = a->n;
         if (lv_new_const(l, o, 1, &one, 1)) return -1;
-        memcpy(o->i, a->ints, (size_t)a->n * sizeof(int64_t));
+        if (a->n) memcpy(o->i, a->ints, (size_t)a->n * sizeof(int64_t));
         return 0;
     }
     return UNSUP(l, "attribute %.40s", a->name);
@@ -1176,10 +1191,14 @@ static int lower_transpose(L *l)
     }
     int64_t od[ONNX_MAX_DIMS];
     for (int k = 0; k < r; k++) od[k] = x->d[perm[k]];
-    if (is_const(x)) {
+    int init_src = x->kind == LV_INIT && x->tid == -1 && !x->is_int ? x->vsrc : -2;
+    if (is_const(x) || init_src != -2) {
+        /* a constant is transposed here; so is a learned one (a MatMul weight exported as
+         * Transpose(W)): its copy stays the same parameter (vsrc), for the layer that takes it */
         lv src = *x, tmp = {0};
         tmp.tid = -1;
         if (lv_new_const(l, &tmp, r, od, src.is_int)) return -1;
+        if (init_src != -2) tmp.kind = LV_INIT, tmp.vsrc = init_src;
         int64_t ist[ONNX_MAX_DIMS], *map = malloc((size_t)(tmp.numel ? tmp.numel : 1) * sizeof(int64_t));
         if (!map) return fail(l, DEBA_E_NOMEM, "out of memory");
         strides_of(r, src.d, ist);
@@ -1319,7 +1338,7 @@ static int lower_split(L *l)
     const onnx_attr *sa = attr_ints(l->node, "split");
     if (sa) {
         if (sa->n != nout) return BAD(l, "split has %lld entries for %d outputs", (long long)sa->n, nout);
-        memcpy(sz, sa->ints, (size_t)nout * sizeof(int64_t));
+        if (nout) memcpy(sz, sa->ints, (size_t)nout * sizeof(int64_t));
     } else if (in_v(l, 1)) {
         if (int_list(l, in_v(l, 1), "split", sz, 64) != nout) return l->st ? -1 : BAD(l, "split length");
     } else {
@@ -1623,7 +1642,7 @@ static int lower_reduce_mean(L *l)
     if (aa) {
         if (aa->n > ONNX_MAX_DIMS) return BAD(l, "too many axes");
         na = (int)aa->n;
-        memcpy(ax, aa->ints, (size_t)na * sizeof(int64_t));
+        if (na) memcpy(ax, aa->ints, (size_t)na * sizeof(int64_t));
     } else if (in_v(l, 1)) {
         if ((na = int_list(l, in_v(l, 1), "axes", ax, ONNX_MAX_DIMS)) < 0) return -1;
     }
@@ -1761,6 +1780,215 @@ static int lower_clip(L *l)
     return lower_act(l, TR_ACT_RELU, TR_UN_CLIP, a, b, 0);
 }
 
+static int lower_node(L *l);
+
+/* Node k through the checks and its lowering (l->st set on a refusal). */
+static void lower_one(L *l, int k)
+{
+    const onnx_model *m = l->m;
+    l->node = &m->nodes[k];
+    char why[200];
+    if (!onnx_node_supported(m, k, why, sizeof why)) {
+        fail(l, DEBA_E_UNSUPPORTED, "%s", why);
+        return;
+    }
+    for (int j = 0; j < l->node->n_in && strcmp(l->node->op, "Gather"); j++)
+        if (l->node->in[j] >= 0 && l->v[l->node->in[j]].kind == LV_LAZY) {
+            fail(l, DEBA_E_UNSUPPORTED, "input %d comes from a Transpose that moves the batch axis", j);
+            return;
+        }
+    for (int j = 0; j < l->node->n_in; j++)
+        if (l->node->in[j] >= 0 && l->v[l->node->in[j]].kind == LV_NONE) {
+            fail(l, DEBA_E_UNSUPPORTED, "input %d ('%.60s') has no value the engine can compute", j,
+                 m->values[l->node->in[j]].name);
+            return;
+        }
+    lower_node(l);
+    if (!l->st && l->g->failed) lv_rt(l, &l->v[0], -1, 0, NULL, 0);
+}
+
+/* ---- torchvision's nn.MultiheadAttention (batch_first): a region onto the engine's attention ----
+ *
+ * PyTorch 1.13 exports F.multi_head_attention_forward as about 90 nodes that move the batch
+ * (Transpose (N, T, D) -> (T, N, D)), fold it into the heads (Reshape (T, N*heads, d)) and move it
+ * back at the end: nothing the batch-first engine can run node by node, and exactly what
+ * TR_OP_ATTENTION computes. The region is found from its first Transpose: every node that
+ * depends on it up to a Transpose (1, 0, 2) that restores the batch, with no value escaping it;
+ * inside it the runtime nodes must be the ones that attention is made of, the weights must be
+ * the module's four initializers (in_proj_weight 3D x D through a Transpose, in_proj_bias, and the
+ * out projection's Gemm), and the softmax scale gives the head size. Anything else is left to
+ * the node-by-node lowering, which refuses it by name. */
+
+/* 1 when value v is read by node j. */
+static int reads(const onnx_node *nd, int v)
+{
+    for (int j = 0; j < nd->n_in; j++)
+        if (nd->in[j] == v) return 1;
+    return 0;
+}
+
+static int fuse_mha(L *l, int k0, char *skip)
+{
+    const onnx_model *m = l->m;
+    const onnx_node *t0 = &m->nodes[k0];
+    lv *x = &l->v[t0->in[0]];
+    if (x->kind != LV_RT || !x->batched || x->rank != 3) return 0;
+    const onnx_attr *pa = attr_ints(t0, "perm");
+    if (!pa || pa->n != 3 || pa->ints[0] != 1 || pa->ints[1] != 0 || pa->ints[2] != 2) return 0;
+    int n = m->n_nodes, rc = 0;
+    char *inC = calloc((size_t)m->n_values, 1), *inR = calloc((size_t)n, 1);
+    if (!inC || !inR) goto out;
+    /* C: everything downstream of the transposed value */
+    inC[t0->out[0]] = 1;
+    for (int j = k0 + 1; j < n; j++) {
+        const onnx_node *nd = &m->nodes[j];
+        int dep = 0;
+        for (int i = 0; i < nd->n_in; i++) dep |= nd->in[i] >= 0 && inC[nd->in[i]];
+        if (dep)
+            for (int i = 0; i < nd->n_out; i++)
+                if (nd->out[i] >= 0) inC[nd->out[i]] = 1;
+    }
+    /* E: the first Transpose (1, 0, 2) in C whose ancestors within C form a closed region */
+    for (int e = k0 + 1; e < n && !rc; e++) {
+        const onnx_node *E = &m->nodes[e];
+        const onnx_attr *ep = attr_ints(E, "perm");
+        if (strcmp(E->op, "Transpose") || E->in[0] < 0 || !inC[E->in[0]] || !ep || ep->n != 3 || ep->ints[0] != 1 ||
+            ep->ints[1] != 0 || ep->ints[2] != 2)
+            continue;
+        memset(inR, 0, (size_t)n);
+        inR[e] = 1;
+        for (int j = e; j > k0; j--) {   /* ancestors of E inside C, walking back */
+            if (!inR[j]) continue;
+            const onnx_node *nd = &m->nodes[j];
+            for (int i = 0; i < nd->n_in; i++) {
+                int v = nd->in[i];
+                if (v < 0 || !inC[v]) continue;
+                int p = m->values[v].producer;
+                if (p > k0) inR[p] = 1;
+            }
+        }
+        inR[k0] = 1;
+        /* closed: nothing the region computes is read outside it, except E's output */
+        int closed = 1;
+        for (int j = k0; j <= e && closed; j++) {
+            if (!inR[j] || j == e) continue;
+            const onnx_node *nd = &m->nodes[j];
+            for (int i = 0; i < nd->n_out && closed; i++) {
+                int v = nd->out[i];
+                if (v < 0) continue;
+                if (m->values[v].is_output) closed = 0;
+                for (int q = j + 1; q < n && closed; q++)
+                    if (!inR[q] && reads(&m->nodes[q], v)) closed = 0;
+            }
+        }
+        if (!closed) continue;
+        /* the nodes before E that do not depend on the region (the weight's Transpose, the scale's
+         * Constant) are lowered now, in order, so the region's inputs are known */
+        for (int j = k0 + 1; j < e && !l->st; j++)
+            if (!inR[j] && !skip[j]) {
+                const onnx_node *nd = &m->nodes[j];
+                int dep = 0;
+                for (int i = 0; i < nd->n_out; i++) dep |= nd->out[i] >= 0 && inC[nd->out[i]];
+                if (dep) continue;   /* depends on the region: not in it (not an ancestor of E), left for later */
+                lower_one(l, j);
+                skip[j] = 1;
+            }
+        if (l->st) {
+            rc = -1;
+            break;
+        }
+        /* what the region is made of */
+        int softmax = 0, matmul_w = 0, matmul_rt = 0, slices = 0, gemm = 0, other = 0;
+        const lv *w_in = NULL, *b_in = NULL, *w_out = NULL, *b_out = NULL;
+        double scale = 0;
+        int scale_div = 0;
+        for (int j = k0 + 1; j < e; j++) {
+            if (!inR[j]) continue;
+            const onnx_node *nd = &m->nodes[j];
+            const char *op = nd->op;
+            lv *a = nd->n_in > 0 && nd->in[0] >= 0 ? &l->v[nd->in[0]] : NULL;
+            lv *b = nd->n_in > 1 && nd->in[1] >= 0 ? &l->v[nd->in[1]] : NULL;
+            if (!strcmp(op, "Softmax")) softmax++;
+            else if (!strcmp(op, "MatMul")) {
+                if (b && b->kind == LV_INIT && b->rank == 2) matmul_w++, w_in = b;
+                else matmul_rt++;
+            } else if (!strcmp(op, "Add") && ((a && a->kind == LV_INIT) || (b && b->kind == LV_INIT))) {
+                b_in = a && a->kind == LV_INIT ? a : b;
+            } else if ((!strcmp(op, "Div") || !strcmp(op, "Mul")) && b && b->kind == LV_CONST && !b->is_int &&
+                       b->numel == 1 && !(a && a->kind == LV_CONST)) {
+                scale = b->f[0], scale_div = !strcmp(op, "Div");
+            } else if (!strcmp(op, "Gemm")) {
+                lv *c = nd->n_in > 2 && nd->in[2] >= 0 ? &l->v[nd->in[2]] : NULL;
+                if (b && b->kind == LV_INIT && c && c->kind == LV_INIT && attr_i(nd, "transB", 0) == 1 &&
+                    attr_i(nd, "transA", 0) == 0 && attr_f(nd, "alpha", 1.f) == 1.f && attr_f(nd, "beta", 1.f) == 1.f)
+                    gemm++, w_out = b, b_out = c;
+                else other++;
+            } else if (!strcmp(op, "Slice")) slices++;
+            else if (!strcmp(op, "Dropout")) {
+                lv *r = b;
+                if (r && !(r->kind == LV_CONST && r->numel == 1 && cf(r, 0) == 0)) other++;
+            } else if (strcmp(op, "Reshape") && strcmp(op, "Transpose") && strcmp(op, "Shape") && strcmp(op, "Gather") &&
+                       strcmp(op, "Unsqueeze") && strcmp(op, "Concat") && strcmp(op, "Cast") && strcmp(op, "Div") &&
+                       strcmp(op, "Mul") && strcmp(op, "Add") && strcmp(op, "Sub") && strcmp(op, "Constant") &&
+                       strcmp(op, "Squeeze"))
+                other++;
+        }
+        int64_t D = x->d[2];
+        if (softmax != 1 || matmul_w != 1 || matmul_rt != 2 || gemm != 1 || slices != 3 || other || !w_in || !b_in ||
+            !w_out || !b_out || scale <= 0)
+            break;
+        if (w_in->d[0] != D || w_in->d[1] != 3 * D || b_in->numel != 3 * D || w_out->d[0] != D || w_out->d[1] != D ||
+            b_out->numel != D || w_in->vsrc < 0 || !m->values[w_in->vsrc].init)
+            break;
+        double hd = scale_div ? scale * scale : 1.0 / (scale * scale);
+        int64_t d = (int64_t)llround(hd);
+        if (d < 1 || fabs(hd - (double)d) > 1e-3 * hd || D % d) break;
+        int heads = (int)(D / d);
+        /* the engine's attention on (T, 1, D) tokens, its parameters the module's */
+        l->node = t0;
+        int T = (int)x->d[1];
+        int tv = view_nd(l, x->tid, 3, (const int[]){T, 1, (int)D}, ".tokens");
+        char nm[96];
+        node_name(l, nm, sizeof nm, ".attention");
+        int ps0 = l->g->n_pspecs;
+        int y = tv < 0 ? -1 : tr_attention(l->g, nm, tv, heads);
+        if (y < 0) {
+            lv_rt(l, &l->v[E->out[0]], -1, 0, NULL, 0);
+            rc = -1;
+            break;
+        }
+        const lv *wsrc_lv = &l->v[w_in->vsrc];   /* in_proj_weight as the module holds it: 3D x D */
+        lv tmp = *wsrc_lv;
+        if (tmp.kind != LV_INIT || tmp.numel != 3 * D * D) break;
+        const lv *parts[4] = {&tmp, b_in, w_out, b_out};
+        for (int q = 0; q < 4 && !rc; q++) {
+            if (parts[q]->vsrc >= 0 && l->taken[parts[q]->vsrc]) {
+                UNSUP(l, "initializer '%.80s' of the attention is shared", m->values[parts[q]->vsrc].name);
+                rc = -1;
+            } else if (take_param(l, ps0 + q, parts[q], parts[q]->vsrc, NULL)) {
+                rc = -1;
+            } else if (parts[q]->vsrc >= 0) {
+                l->taken[parts[q]->vsrc] = 1;
+            }
+        }
+        if (rc) break;
+        y = view_nd(l, y, 2, (const int[]){T, (int)D}, ".out");
+        l->node = E;
+        if (set_out(l, &l->v[E->out[0]], y, 1)) {
+            rc = -1;
+            break;
+        }
+        for (int j = k0; j <= e; j++)
+            if (inR[j]) skip[j] = 1;
+        l->n_fused += heads > 0 ? 1 : 0;
+        rc = 1;
+    }
+out:
+    free(inC);
+    free(inR);
+    return rc;
+}
+
 /* One node. Ops outside the supported table were refused before. */
 static int lower_node(L *l)
 {
@@ -1854,17 +2082,22 @@ static deba_status lower_at(const onnx_model *m, const onnx_lower_opts *o, int B
     l.bn_training = -1;
     l.trainable = (char *)trainable;
     l.v = calloc((size_t)(m->n_values ? m->n_values : 1), sizeof(lv));
+    l.taken = calloc((size_t)(m->n_values ? m->n_values : 1), 1);
     onnx_net *net = calloc(1, sizeof *net);
-    if (!l.v || !net) {
+    if (!l.v || !net || !l.taken) {
         free(l.v);
+        free(l.taken);
         free(net);
         return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
     }
-    for (int v = 0; v < m->n_values; v++) l.v[v].tid = -1;
+    for (int v = 0; v < m->n_values; v++) l.v[v].tid = -1, l.v[v].vsrc = -1;
     net->batch = B;
     /* initializers */
     for (int v = 0; v < m->n_values && !l.st; v++)
-        if (m->values[v].init) lv_from_tensor(&l, &l.v[v], m->values[v].init, trainable[v]);
+        if (m->values[v].init) {
+            lv_from_tensor(&l, &l.v[v], m->values[v].init, trainable[v]);
+            if (l.v[v].kind == LV_INIT) l.v[v].vsrc = v;
+        }
     /* graph inputs */
     net->n_inputs = m->n_inputs;
     net->inputs = calloc((size_t)(m->n_inputs ? m->n_inputs : 1), sizeof(int));
@@ -1873,6 +2106,7 @@ static deba_status lower_at(const onnx_model *m, const onnx_lower_opts *o, int B
         const onnx_value *val = &m->values[m->inputs[k]];
         if (o->mode == ONNX_LOWER_VERIFY && o->data && o->as_const && o->as_const[k]) {
             lv_from_tensor(&l, &l.v[m->inputs[k]], o->data[k], trainable[m->inputs[k]]);
+            if (l.v[m->inputs[k]].kind == LV_INIT) l.v[m->inputs[k]].vsrc = m->inputs[k];
             net->inputs[k] = -1;
             continue;
         }
@@ -1942,27 +2176,18 @@ static deba_status lower_at(const onnx_model *m, const onnx_lower_opts *o, int B
     }
     if (!l.g && !l.st) fail(&l, DEBA_E_UNSUPPORTED, "the graph has no input");
     /* nodes, in order */
+    char *skip = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), 1);
+    if (!skip && !l.st) fail(&l, DEBA_E_NOMEM, "out of memory");
     for (int k = 0; k < m->n_nodes && !l.st; k++) {
+        if (skip[k]) continue;
         l.node = &m->nodes[k];
-        char why[200];
-        if (!onnx_node_supported(m, k, why, sizeof why)) {
-            fail(&l, DEBA_E_UNSUPPORTED, "%s", why);
-            break;
+        if (!strcmp(l.node->op, "Transpose") && !*l.node->domain && fuse_mha(&l, k, skip)) {
+            if (l.st || l.g->failed) break;
+            continue;
         }
-        for (int j = 0; j < l.node->n_in && strcmp(l.node->op, "Gather"); j++)
-            if (l.node->in[j] >= 0 && l.v[l.node->in[j]].kind == LV_LAZY) {
-                fail(&l, DEBA_E_UNSUPPORTED, "input %d comes from a Transpose that moves the batch axis", j);
-                break;
-            }
-        for (int j = 0; j < l.node->n_in; j++)
-            if (l.node->in[j] >= 0 && l.v[l.node->in[j]].kind == LV_NONE) {
-                fail(&l, DEBA_E_UNSUPPORTED, "input %d ('%.60s') has no value the engine can compute", j,
-                     m->values[l.node->in[j]].name);
-                break;
-            }
-        if (!l.st) lower_node(&l);
-        if (!l.st && l.g->failed) lv_rt(&l, &l.v[0], -1, 0, NULL, 0);
+        lower_one(&l, k);
     }
+    free(skip);
     l.node = NULL;
     /* outputs */
     if (!l.st) {
@@ -2026,6 +2251,7 @@ static deba_status lower_at(const onnx_model *m, const onnx_lower_opts *o, int B
     }
     for (int v = 0; v < m->n_values; v++) lv_clear(&l.v[v]);
     free(l.v);
+    free(l.taken);
     net->g = l.g;
     net->n_fused = l.n_fused;
     net->training = l.bn_training == 1;
