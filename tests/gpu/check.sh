@@ -2,8 +2,9 @@
 # The one prepared script for a GPU machine (see docs/performance.md, "CUDA backend"): builds
 # with CUDA (the tools plus the module build/gpu/lib/deba/libdeba-cuda.so), trains one short run
 # through the module, runs the GPU parity test, the throughput benchmark with CUPTI kernel shares and,
-# when PyTorch is installed, the same steps in PyTorch eager FP32 for the ours/torch ratio, then
-# every other test program. Everything lands in ${OUT:-gpu-results}/.
+# when PyTorch is installed, the same steps in PyTorch eager FP32 for the ours/torch ratio,
+# `deba-onnx verify --device cuda` on the ONNX fixtures and conformance suite, then every other
+# test program. Everything lands in ${OUT:-gpu-results}/.
 # Each stage has its own timeout, and none runs past the overall budget (BUDGET_S, default 540 s,
 # under the GPU machine's 10 minutes a command): a late stage gets what is left, or is skipped.
 set -euo pipefail
@@ -93,6 +94,7 @@ if ! grep -q "rc=0" <(grep '^build' "$SUMMARY"); then
 fi
 
 BUILD_ABS=$(cd "$BUILD" && pwd)
+export BUILD_ABS
 
 # What only this machine can measure comes first, while the budget is whole: the GPU parity
 # test (its lines start with "parity"), the throughput benchmark and PyTorch's figures. The
@@ -105,6 +107,17 @@ stage module 90 env OMP_WAIT_POLICY=passive "$BUILD_ABS/bin/deba-train" --arch c
 stage parity 200 env OMP_WAIT_POLICY=passive DEBA_BIN="$BUILD_ABS/bin" DEBA_SRC="$PWD" \
     "$BUILD_ABS/tests/test_gpu_parity"
 grep '^parity' "$OUT/parity.log" > "$OUT/parity.txt" || true
+# imported ONNX graphs on the GPU: our fixtures against PyTorch's outputs, then ONNX's own
+# conformance suite where Debian's libonnx-testdata is installed (none may fail)
+onnx_verify() {
+    local dirs="tests/onnx/verify/*"
+    [ -d /usr/share/libonnx-testdata/data/node ] && dirs="$dirs /usr/share/libonnx-testdata/data/node/*/"
+    # shellcheck disable=SC2086
+    "$BUILD_ABS/bin/deba-onnx" verify --device cuda $dirs
+}
+export -f onnx_verify
+stage onnx 90 bash -c onnx_verify
+grep '^verify:' "$OUT/onnx.log" >> "$SUMMARY" || true
 stage bench 120 "$BUILD_ABS/tests/bench_gpu" "$OUT/bench.csv" "$OUT/kernels.csv"
 
 if python3 -c "import torch, torchvision; assert torch.cuda.is_available()" > "$OUT/torch_probe.log" 2>&1; then
@@ -142,7 +155,6 @@ run_other_tests() {
     [ "$fail" -eq 0 ]
 }
 export -f run_other_tests
-export BUILD_ABS
 stage tests 300 bash -c run_other_tests
 
 echo "results in $OUT:"
