@@ -18,6 +18,7 @@
 #include "deba/escape.h"
 #include "trainer/data/dataset.h"
 #include "trainer/models/models.h"
+#include "trainer/onnx/model.h"
 
 #define MAX_ARCHS 32
 #define MAX_DATASETS 16
@@ -69,6 +70,11 @@ struct deba_plan {
     int study_line;
     char archs[MAX_ARCHS][DEBA_NAME_MAX];
     int n_archs;
+    /* `models = FILE.onnx, ...`: archs[i] is the file's stem and model[i] its path ("" for a
+     * built-in network); their runs pass --model, --name and --init */
+    char model[MAX_ARCHS][VAL_MAX];
+    onnx_init_mode init;     /* `init = onnx|seeded` (default seeded: the profile's sigma_S is
+                                the spread over seeds) */
     char datasets[MAX_DATASETS][DEBA_NAME_MAX];
     int n_datasets;
     int seeds[DEBA_PROFILE_MAX_SEEDS];
@@ -158,7 +164,9 @@ static deba_status name_list(parser *ps, const char *key, char *val, int is_arch
     char *items[64];
     deba_status st = split_list(ps, key, val, items, max < 64 ? max : 64, n);
     for (int i = 0; i < *n && !st; i++) {
-        if (is_arch ? !tr_model_find(items[i]) : tr_dataset_parse(items[i]) < 0)
+        /* is_arch 2 (a condition's list): a study's model is known by its stem, and that the
+         * name is the study's is checked once the whole file is read */
+        if (is_arch == 2 ? !deba_name_ok(items[i]) : is_arch ? !tr_model_find(items[i]) : tr_dataset_parse(items[i]) < 0)
             return perr(ps, ps->line, "%s: unknown %s '%s'%s", key, is_arch ? "architecture" : "dataset", items[i],
                         is_arch ? "" : " (known: cifar10, cifar100, fashion-mnist, mnist)");
         for (int j = 0; j < i; j++)
@@ -220,7 +228,51 @@ static deba_status study_key(parser *ps, char *key, char *val, int *conds_line, 
     long v;
     int opt = cond_opt_find(key);
     if (opt >= 0) return cond_value(ps, opt, val, &p->defaults[opt]);
-    if (!strcmp(key, "archs")) return name_list(ps, key, val, 1, p->archs, MAX_ARCHS, &p->n_archs);
+    if (!strcmp(key, "archs")) {
+        /* built-in networks first, models after them: both lists may be given, in any order */
+        int n = 0;
+        char tmp[MAX_ARCHS][DEBA_NAME_MAX], tmodel[MAX_ARCHS][VAL_MAX];
+        for (int i = 0; i < p->n_archs; i++)
+            if (p->model[i][0]) snprintf(tmp[n], DEBA_NAME_MAX, "%s", p->archs[i]), snprintf(tmodel[n++], VAL_MAX, "%s", p->model[i]);
+        int nb = 0;
+        deba_status st = name_list(ps, key, val, 1, p->archs, MAX_ARCHS - n, &nb);
+        if (st) return st;
+        for (int i = 0; i < nb; i++) p->model[i][0] = '\0';
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < nb; j++)
+                if (!strcmp(p->archs[j], tmp[i])) return perr(ps, ps->line, "archs: '%s' is also a model's name", tmp[i]);
+            snprintf(p->archs[nb + i], DEBA_NAME_MAX, "%s", tmp[i]);
+            snprintf(p->model[nb + i], VAL_MAX, "%s", tmodel[i]);
+        }
+        p->n_archs = nb + n;
+        return DEBA_OK;
+    }
+    if (!strcmp(key, "models") || !strcmp(key, "model")) {
+        char *items[MAX_ARCHS];
+        int n = 0;
+        deba_status st = split_list(ps, key, val, items, MAX_ARCHS - p->n_archs, &n);
+        for (int i = 0; i < n && !st; i++) {
+            char stem[256];
+            tr_onnx_model_stem(items[i], stem, sizeof stem);
+            if (!deba_name_ok(stem))
+                return perr(ps, ps->line, "%s: the stem '%.80s' of '%s' cannot name runs (1-63 characters from A-Z a-z "
+                            "0-9 . _ -): rename the file", key, stem, items[i]);
+            for (int j = 0; j < p->n_archs; j++)
+                if (!strcmp(p->archs[j], stem)) return perr(ps, ps->line, "%s: '%s' is named twice", key, stem);
+            int fd = open(items[i], O_RDONLY | O_CLOEXEC);
+            if (fd < 0) return perr(ps, ps->line, "%s: cannot read '%s': %s", key, items[i], strerror(errno));
+            close(fd);
+            snprintf(p->archs[p->n_archs], DEBA_NAME_MAX, "%.*s", DEBA_NAME_MAX - 1, stem);   /* fits: deba_name_ok */
+            snprintf(p->model[p->n_archs++], VAL_MAX, "%s", items[i]);
+        }
+        return st;
+    }
+    if (!strcmp(key, "init")) {
+        int m = tr_onnx_init_parse(val);
+        if (m < 0) return perr(ps, ps->line, "init: expected onnx or seeded, got '%s'", val);
+        p->init = (onnx_init_mode)m;
+        return DEBA_OK;
+    }
     if (!strcmp(key, "datasets")) return name_list(ps, key, val, 0, p->datasets, MAX_DATASETS, &p->n_datasets);
     if (!strcmp(key, "seeds")) {
         char *items[DEBA_PROFILE_MAX_SEEDS];
@@ -296,7 +348,7 @@ static deba_status condition_key(parser *ps, plan_cond *c, char *key, char *val)
     }
     if (!strcmp(key, "archs")) {
         c->archs_line = ps->line;
-        return name_list(ps, key, val, 1, c->archs, MAX_ARCHS, &c->n_archs);
+        return name_list(ps, key, val, 2, c->archs, MAX_ARCHS, &c->n_archs);
     }
     if (!strcmp(key, "datasets")) {
         c->datasets_line = ps->line;
@@ -405,7 +457,9 @@ static deba_status validate(parser *ps, int conds_line, char *conds_val)
     const char *req[] = { "archs", "datasets", "seeds", "epochs" };
     int have[] = { p->n_archs, p->n_datasets, p->n_seeds, p->epochs };
     for (int i = 0; i < 4; i++)
-        if (!have[i]) return perr(ps, p->study_line, "[study] lacks the required key '%s'", req[i]);
+        if (!have[i])
+            return perr(ps, p->study_line, "[study] lacks the required key '%s'%s", req[i],
+                        i == 0 ? " (or 'models': networks exported to ONNX)" : "");
     if (!p->n_conds) return perr(ps, 0, "no [condition NAME] section: nothing to run");
     if (conds_line) {
         char *items[MAX_CONDS];
@@ -477,6 +531,7 @@ deba_plan *deba_plan_load(const char *path, deba_err *e)
         deba_err_set(e, DEBA_E_NOMEM, "out of memory");
         return NULL;
     }
+    p->init = ONNX_INIT_SEEDED;
     if (strlen(path) >= sizeof p->path) {
         deba_err_set(e, DEBA_E_INPUT, "--plan: path longer than %zu bytes", sizeof p->path - 1);
         free(p);
@@ -651,12 +706,25 @@ static deba_status thresholds_path(const deba_plan *p, const char *arch, const c
     return DEBA_OK;
 }
 
+/* The ONNX file of a study's network, or NULL for a built-in one. */
+static const char *model_of(const deba_plan *p, const char *arch)
+{
+    for (int i = 0; i < p->n_archs; i++)
+        if (!strcmp(p->archs[i], arch)) return p->model[i][0] ? p->model[i] : NULL;
+    return NULL;
+}
+
 /* The library configuration of one run; thresholds from a file or calibration not yet applied. */
 static void run_config(const deba_plan *p, const plan_cond *c, const char *arch, const char *dataset, int seed,
                        tr_train_config *tc)
 {
     tr_train_config_default(tc);
     snprintf(tc->arch, sizeof tc->arch, "%s", arch);
+    const char *mp = model_of(p, arch);
+    if (mp) {
+        snprintf(tc->model, sizeof tc->model, "%s", mp);
+        tc->init = p->init;
+    }
     snprintf(tc->dataset, sizeof tc->dataset, "%s", dataset);
     const char *dd = data_dir(p, dataset);
     if (dd) snprintf(tc->data_dir, sizeof tc->data_dir, "%s", dd);
@@ -750,7 +818,14 @@ static void sb_opt(sbuf *b, const char *opt, const char *val)
 static void sb_data_opts(sbuf *b, const deba_plan *p, const char *arch, const char *dataset)
 {
     char num[32];
-    sb_opt(b, "arch", arch);
+    const char *mp = model_of(p, arch);
+    if (mp) {
+        sb_opt(b, "model", mp);
+        sb_opt(b, "name", arch);
+        sb_opt(b, "init", tr_onnx_init_name(p->init));
+    } else {
+        sb_opt(b, "arch", arch);
+    }
     sb_opt(b, "dataset", dataset);
     const char *dd = data_dir(p, dataset);
     if (dd) sb_opt(b, "data", dd);

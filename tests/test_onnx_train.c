@@ -229,6 +229,65 @@ static void test_twin_accuracy(void **state)
     assert_true(fabs(acc[0] - acc[1]) <= 5.0);
 }
 
+/* A study plan with `models =`: its runs pass --model, --name (the stem) and --init (seeded by
+ * default), beside a built-in arch; a condition may name the model by its stem; --run trains it
+ * and calibrates its thresholds like an arch's. */
+static void test_plan_with_model(void **state)
+{
+    (void)state;
+    char model[4096], ini[16384], p[4400], cmd[12288];
+    fixture(model, sizeof model, "tiny_cnn.onnx");
+    snprintf(ini, sizeof ini,
+             "[study]\narchs = cnn_small\nmodels = %s\ndatasets = fashion-mnist\nseeds = 1, 2\nepochs = 2\n"
+             "subset = 64\ntest-subset = 32\nimage-size = 32\ndevice = cpu\nout = %s/planruns\n"
+             "[condition fixed]\nmethod = fixed\n"
+             "[condition deba]\nmethod = deba\nthresholds = calibrate\ncooldown = 1\narchs = tiny_cnn\n",
+             model, tmp);
+    free(tu_write(tmp, "study.ini", ini));
+    snprintf(cmd, sizeof cmd, "%s/deba-profile --plan %s/study.ini --emit-jobs %s/plan/jobs.txt 2>%s/stderr.txt >/dev/null",
+             tu_bindir(), tmp, tmp, tmp);
+    assert_int_equal(tu_run(cmd), 0);
+    snprintf(p, sizeof p, "%s/plan/jobs.txt", tmp);
+    char *jobs = tu_slurp(p), want[8300];
+    assert_non_null(jobs);
+    snprintf(want, sizeof want, "deba-train --model %s --name tiny_cnn --init seeded --dataset fashion-mnist", model);
+    assert_non_null(strstr(jobs, want));
+    assert_non_null(strstr(jobs, "deba-train --arch cnn_small --dataset fashion-mnist"));
+    /* the calibrated condition runs the model only */
+    assert_non_null(strstr(jobs, "planruns/tiny_cnn/fashion-mnist/thresholds.csv"));
+    assert_null(strstr(jobs, "planruns/cnn_small/fashion-mnist/thresholds.csv"));
+    free(jobs);
+    if (no_data()) return;
+    snprintf(ini, sizeof ini,
+             "[study]\nmodels = %s\ndatasets = fashion-mnist\nseeds = 1, 2\nepochs = 2\nsubset = 64\n"
+             "test-subset = 32\nimage-size = 32\ndevice = cpu\nout = %s/planruns2\n"
+             "[condition fixed]\nmethod = fixed\n[condition deba]\nmethod = deba\nthresholds = calibrate\ncooldown = 1\n",
+             model, tmp);
+    free(tu_write(tmp, "run.ini", ini));
+    snprintf(cmd, sizeof cmd, "%s/deba-profile --plan %s/run.ini --run --quiet 2>%s/stderr.txt >/dev/null", tu_bindir(),
+             tmp, tmp);
+    assert_int_equal(tu_run(cmd), 0);
+    for (int seed = 1; seed <= 2; seed++) {
+        deba_meta m = {0};
+        deba_err e = {0};
+        snprintf(p, sizeof p, "%s/planruns2/tiny_cnn/fashion-mnist/deba/seed%d/meta.csv", tmp, seed);
+        assert_int_equal(deba_meta_read(p, &m, &e), DEBA_OK);
+        assert_string_equal(deba_meta_get(&m, "status"), "completed");
+        assert_string_equal(deba_meta_get(&m, "init"), "seeded");
+        assert_string_equal(deba_meta_get(&m, "model"), model);
+        deba_meta_free(&m);
+    }
+    snprintf(p, sizeof p, "%s/planruns2/tiny_cnn/fashion-mnist/thresholds.csv", tmp);
+    assert_true(tu_exists(p));
+    /* a missing file is named, with its line */
+    free(tu_write(tmp, "bad.ini", "[study]\nmodels = /no/such.onnx\ndatasets = fashion-mnist\nseeds = 1\nepochs = 2\n"
+                                  "[condition fixed]\nmethod = fixed\n"));
+    snprintf(cmd, sizeof cmd, "%s/deba-profile --plan %s/bad.ini --emit-jobs %s/badjobs.txt 2>%s/stderr.txt", tu_bindir(),
+             tmp, tmp, tmp);
+    assert_int_equal(tu_run(cmd), 2);
+    assert_true(said("bad.ini:2: models: cannot read '/no/such.onnx': No such file or directory"));
+}
+
 /* ---- (b) the imported graph's step equals PyTorch's ---- */
 
 /* python3 scripts/onnx_step_facts.py (torch 1.13.0a0): the fixtures' PyTorch modules with the
@@ -592,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_trains_fashion_mnist),
         cmocka_unit_test(test_twin_accuracy),
+        cmocka_unit_test(test_plan_with_model),
         cmocka_unit_test(test_meta_and_resume),
         cmocka_unit_test(test_profile_and_report),
     };
