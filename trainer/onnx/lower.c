@@ -1199,6 +1199,14 @@ static int lower_transpose(L *l)
         tmp.tid = -1;
         if (lv_new_const(l, &tmp, r, od, src.is_int)) return -1;
         if (init_src != -2) tmp.kind = LV_INIT, tmp.vsrc = init_src;
+        if (r == 2 && perm[0] == 1 && !src.is_int) {   /* a weight matrix: the plain loop */
+            const int64_t R = src.d[0], C = src.d[1];
+            for (int64_t i = 0; i < R; i++)
+                for (int64_t j = 0; j < C; j++) tmp.f[j * R + i] = src.f[i * C + j];
+            lv_clear(o);
+            *o = tmp;
+            return 0;
+        }
         int64_t ist[ONNX_MAX_DIMS], *map = malloc((size_t)(tmp.numel ? tmp.numel : 1) * sizeof(int64_t));
         if (!map) return fail(l, DEBA_E_NOMEM, "out of memory");
         strides_of(r, src.d, ist);
@@ -2277,9 +2285,8 @@ static int same_graph(const tr_graph *a, const tr_graph *b)
 deba_status onnx_lower(const onnx_model *m, const onnx_lower_opts *o, onnx_net **out, deba_err *e)
 {
     *out = NULL;
-    char *trainable = calloc((size_t)(m->n_values ? m->n_values : 1), 1);
+    char *trainable = onnx_trainable_mask(m);   /* one walk: per-value calls would be quadratic */
     if (!trainable) return deba_err_set(e, DEBA_E_NOMEM, "out of memory");
-    for (int v = 0; v < m->n_values; v++) trainable[v] = (char)onnx_value_trainable(m, v);
     deba_status st;
     if (o->mode == ONNX_LOWER_MODEL) {
         onnx_net *a = NULL, *b = NULL;

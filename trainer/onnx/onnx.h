@@ -144,6 +144,9 @@ int onnx_supported_op_count(void);
 int64_t onnx_trainable_params(const onnx_model *m, int *tensors);
 /* 1 when value v counts as a trainable parameter tensor. */
 int onnx_value_trainable(const onnx_model *m, int v);
+/* The same for every value at once (one walk over the graph): n_values flags, malloc'd; NULL
+ * when out of memory. */
+char *onnx_trainable_mask(const onnx_model *m);
 
 /* ---- shape.c: shapes at a fixed batch, and FLOPs ---- */
 

@@ -427,6 +427,20 @@ static int trainable(const onnx_model *m, const char *learned, int v)
     return param_source(m, v) >= 0;   /* an Identity copy of a float initializer */
 }
 
+char *onnx_trainable_mask(const onnx_model *m)
+{
+    char *learned = learned_values(m);
+    char *mask = calloc(m->n_values ? (size_t)m->n_values : 1, 1);
+    if (learned && mask)
+        for (int v = 0; v < m->n_values; v++) mask[v] = (char)trainable(m, learned, v);
+    free(learned);
+    if (!learned) {
+        free(mask);
+        return NULL;
+    }
+    return mask;
+}
+
 int onnx_value_trainable(const onnx_model *m, int v)
 {
     char *learned = learned_values(m);
