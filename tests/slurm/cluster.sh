@@ -107,7 +107,11 @@ SlurmdPort=$dport
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$sock
+# cred_expire: Slurm holds a requeued job for cred_expire + 1 s (default 120) so that its new
+# launch credential is dated after the second in which slurmd revoked the old one; a task
+# started again within that second is refused ("Job credential revoked") and ends FAILED. The
+# test waits for Slurm's own hold, shortened to 11 s, instead of overriding it (issue 14).
+AuthInfo=socket=$sock,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
