@@ -3,9 +3,22 @@
 #include "trainer/layers.h"
 #include "trainer/layers/conv_taps.h"
 
-/* A GEMM over fewer columns than this leaves OpenBLAS starved on small feature maps (4x4 has 16
- * columns per sample), so the CPU backend batches ceil(this / (OH*OW)) samples per GEMM. */
+/* Samples per GEMM on the CPU (im2col columns of m samples side by side): TR_CONV_GEMM_COLUMNS
+ * columns, as many as keep the column block and the GEMM's output within TR_CONV_COL_BYTES when
+ * that is fewer, but never fewer than TR_CONV_COLS_PER_COUT per output channel (the weights and
+ * their gradient are read and written once per chunk). From sweeping the chunk per resnet18
+ * layer (docs/performance.md, "Cost per sample as the batch grows"): 3x3 convs on 2x2 maps with
+ * 256 channels (2.4 MB of weights) cost 1.4-2.4x more at 32 columns than at 512-1024, and 14-22%
+ * more at 2048 (the 19 MB column block the old 2048-column rule built at batch 512). Those on
+ * 8x8 maps with 64 channels ran 6% faster at 512 columns (1.3 MB) than at 2048, but in 4.6x as
+ * many chunks of 8 parallel regions each, and a region costs ~100 us, not ~4, when the OpenMP
+ * threads spin and another process holds a core: more than the 6% saved. A constant, not the host's cache size, so a plan (and
+ * the order of every sum) is the same on every machine. */
 #define TR_CONV_GEMM_COLUMNS 2048
+#define TR_CONV_COL_BYTES ((int64_t)8 << 20)
+#define TR_CONV_COLS_PER_COUT 4
+/* The scratch grows with the chunk: wide 1x1 convs (2048 outputs) stop here. */
+#define TR_CONV_MAX_COLS 4096
 
 int tr_conv2d_win(tr_graph *g, const char *name, int x, int cout, const tr_win *win, int groups, int bias,
                   const tr_init *w_init, const tr_init *b_init)
@@ -52,7 +65,12 @@ int tr_conv2d_win(tr_graph *g, const char *name, int x, int cout, const tr_win *
     if (groups == cin && cin == cout && groups > 1) {
         nd->ws_per_sample = 0;   /* depthwise: direct loops, no columns */
     } else {
-        const int64_t nb = P >= TR_CONV_GEMM_COLUMNS ? 1 : (TR_CONV_GEMM_COLUMNS + P - 1) / P;
+        const int64_t by_weights = (int64_t)TR_CONV_COLS_PER_COUT * (cout / groups),
+                      by_bytes = TR_CONV_COL_BYTES / ((int64_t)sizeof(float) * ((int64_t)cin * nt + cout));
+        int64_t cols = by_bytes < TR_CONV_GEMM_COLUMNS ? by_bytes : TR_CONV_GEMM_COLUMNS;
+        if (cols < by_weights) cols = by_weights;
+        if (cols > TR_CONV_MAX_COLS) cols = TR_CONV_MAX_COLS;
+        const int64_t nb = P >= cols ? 1 : (cols + P - 1) / P;
         const int pointwise = kk == 1 && w.sh == 1 && w.sw == 1 && !(w.pt | w.pl | w.pb | w.pr);
         /* columns (cin*live taps, nb*P), plus the GEMM output (cout, nb*P) when it is not NCHW;
          * weights and their grads packed to the live taps when some taps only see padding */

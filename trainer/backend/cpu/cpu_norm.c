@@ -5,13 +5,25 @@
 #include "trainer/backend/cpu/cpu_kernels.h"
 
 #include <math.h>
+#include <omp.h>
 
-/* Channels per work item: small maps (the 2x2 and 1x1 planes of late ResNet stages) take enough
- * neighbouring channels that each sample's slice is a contiguous run of at least BN_RUN floats,
- * instead of one strided plane of 1-4 floats at a time. */
-#define BN_RUN 16
+/* Channels per work item: enough neighbouring channels that each sample's slice is a contiguous
+ * run of at least BN_RUN floats (4 KiB, a page), so the passes stream through memory instead of
+ * hopping between short strided planes. Once the batch's tensor no longer stays in cache from
+ * the op before, that is what BN costs: resnet18's BNs, forward and backward on one thread, per
+ * sample from batch 16 to 512 went 150 -> 385 us with one plane (or 16 floats) per run, 144 ->
+ * 256 with 256-float runs and 164 -> 199 with 1024 (bench_scaling, docs/performance.md).
+ * Blocks stay few enough to share out among the threads. Each channel's sums run in sample
+ * order whatever the block, so the results do not depend on it. */
+#define BN_RUN 1024
 
-static int bn_block(int64_t HW) { return HW >= BN_RUN ? 1 : (int)((BN_RUN + HW - 1) / HW); }
+static int bn_block(int64_t HW, int C)
+{
+    int cb = HW >= BN_RUN ? 1 : (int)((BN_RUN + HW - 1) / HW);
+    const int T = omp_get_max_threads(), per_thread = (C + T - 1) / T;
+    if (cb > per_thread) cb = per_thread;
+    return cb < 1 ? 1 : cb;
+}
 
 static float plane_sum(const float *p, int64_t len)
 {
@@ -40,7 +52,7 @@ void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n)
     float *rmean = g->stats + nd->attr.bn.stat_off, *rvar = rmean + C;
     float *mean = nd->saved, *rstd = nd->saved + C;
     const float eps = nd->attr.bn.eps, mom = nd->attr.bn.momentum;
-    const int training = g->training, cb = bn_block(HW), blocks = (C + cb - 1) / cb;
+    const int training = g->training, cb = bn_block(HW, C), blocks = (C + cb - 1) / cb;
 #pragma omp parallel for schedule(static)
     for (int bk = 0; bk < blocks; bk++) {
         const int c0 = bk * cb, c1 = c0 + cb < C ? c0 + cb : C;
@@ -95,11 +107,12 @@ void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n)
     const float *w = tr_cpu_param(g, nd, 0);
     float *dw = tr_cpu_pgrad(g, nd, 0), *db = tr_cpu_pgrad(g, nd, 1);
     const float *mean = nd->saved, *rstd = nd->saved + C;
-    const int training = g->training, cb = bn_block(HW), blocks = (C + cb - 1) / cb;
+    const int training = g->training, cb = bn_block(HW, C), blocks = (C + cb - 1) / cb;
 #pragma omp parallel for schedule(static)
     for (int bk = 0; bk < blocks; bk++) {
         const int c0 = bk * cb, c1 = c0 + cb < C ? c0 + cb : C;
-        double sdy[BN_RUN] = {0}, sdyx[BN_RUN] = {0};   /* Σ dy, Σ dy * xhat */
+        double sdy[BN_RUN], sdyx[BN_RUN];   /* Σ dy, Σ dy * xhat */
+        for (int c = c0; c < c1; c++) sdy[c - c0] = sdyx[c - c0] = 0;
         for (int i = 0; i < n; i++)
             for (int c = c0; c < c1; c++) {
                 const float *xp = x + ((int64_t)i * C + c) * HW;

@@ -33,28 +33,36 @@ static void maxpool_plane_undilated(float *yp, int32_t *ap, const float *xp, int
                                     const pool_win *q)
 {
     const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, pt = q->pt, pl = q->pl;
-    for (int oh = 0; oh < OH; oh++)
-        for (int ow = 0; ow < OW; ow++) {
-            float best = -FLT_MAX;
-            int32_t bi = -1;
-            for (int ki = 0; ki < kh; ki++) {
-                int ih = oh * sh - pt + ki;
-                if (ih < 0 || ih >= H) continue;
-                for (int kj = 0; kj < kw; kj++) {
-                    int iw = ow * sw - pl + kj;
-                    if (iw < 0 || iw >= W) continue;
-                    float v = xp[ih * W + iw];
-                    if (bi < 0 || v > best || v != v) {
-                        best = v;
-                        bi = ih * W + iw;
-                        if (v != v) goto done;
-                    }
+    /* Tap by tap over a whole output row, each output keeping its running maximum in yp/ap: the
+     * outputs are independent, so the compare-and-select chains of neighbouring outputs overlap
+     * instead of one output's nine taps waiting on each other (scanned one output at a time, with
+     * a branch per tap, resnet18's maxpool took as long as its first conv). Each output still
+     * sees its taps in (ki, kj) order. Selects, not branches: "v > best" is a coin toss on real
+     * activations. A NaN, once taken, is never replaced, as if the scan stopped there. */
+    for (int oh = 0; oh < OH; oh++) {
+        float *restrict yr = yp + (int64_t)oh * OW;
+        int32_t *restrict ar = ap + (int64_t)oh * OW;
+        for (int ow = 0; ow < OW; ow++) yr[ow] = -FLT_MAX, ar[ow] = -1;
+        for (int ki = 0; ki < kh; ki++) {
+            const int ih = oh * sh - pt + ki;
+            if (ih < 0 || ih >= H) continue;
+            for (int kj = 0; kj < kw; kj++) {
+                int ow0, ow1;
+                tr_cpu_valid_range(kj - pl, sw, W, OW, &ow0, &ow1);
+                const int base = ih * W + kj - pl;
+                const float *restrict xr = xp + base;
+#pragma omp simd
+                for (int ow = ow0; ow < ow1; ow++) {
+                    const int at = base + ow * sw;
+                    const float v = xr[ow * sw], b = yr[ow];
+                    const int32_t a = ar[ow];
+                    const int take = (a < 0) | (v > b) | ((v != v) & (b == b));
+                    yr[ow] = take ? v : b;
+                    ar[ow] = take ? at : a;
                 }
             }
-        done:
-            yp[oh * OW + ow] = best;
-            ap[oh * OW + ow] = bi;
         }
+    }
 }
 
 static void maxpool_plane(float *yp, int32_t *ap, const float *xp, int H, int W, int OH, int OW, const pool_win *q)
