@@ -511,9 +511,7 @@ static int spatial_in(L *l, lv *x)
     }
     if (x->rank != 3 && x->rank != 4) return UNSUP(l, "input 0 has rank %d (supported: 3 or 4)", x->rank);
     int dims[3] = {(int)x->d[1], x->rank == 4 ? (int)x->d[2] : 1, (int)x->d[x->rank - 1]};
-    const tr_tensor *t = tr_graph_tensor(l->g, x->tid);
     if (x->batched && x->rank == 4) return x->tid;
-    (void)t;
     return view_nd(l, x->tid, 3, dims, ".nchw");
 }
 
@@ -848,14 +846,12 @@ static int matmul_of(L *l, lv *a, int av, lv *b, int bv, int *out_rank, int64_t 
     }
     *out_rank = fr;
     memcpy(od, fd, sizeof fd);
-    const tr_tensor *ty = tr_graph_tensor(l->g, y);
     if (a->rank == 1 || b->rank == 1) {
         int pd[TR_MAX_RANK], pr = 0;
         for (int k = bat ? 1 : 0; k < fr; k++) pd[pr++] = (int)fd[k];
         if (pr == 0) pd[pr++] = 1;
         y = view_nd(l, y, pr, pd, ".vec");
     }
-    (void)ty;
     return y;
 }
 
@@ -1436,7 +1432,6 @@ static int lower_gather(L *l)
     for (int k = 0; k < a; k++) od[k] = x->d[k];
     for (int k = 0; k < idx->rank; k++) od[a + k] = idx->d[k];
     for (int k = a + 1; k < x->rank; k++) od[k - 1 + idx->rank] = x->d[k];
-    int64_t idr = idx->rank;
     lv xs = *x;
     if (is_const(x)) {
         lv tmp = {0};
@@ -1478,7 +1473,6 @@ static int lower_gather(L *l)
     lv tmpo = {0};
     tmpo.tid = -1;
     if (apply_slice(l, x, l->node->in[0], &tmpo, &s)) return -1;
-    (void)idr;
     return lower_reshape_to(l, &tmpo, -1, o, r, od);
 }
 
