@@ -28,6 +28,77 @@ void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq)
     *sumsq = q;
 }
 
+/* Σg and Σg² of one span in float lanes (the loop vectorises at any width), folded into double
+ * every 1024 values so no lane sums more than 64 of them. */
+#define MANY_LANES 16
+#define MANY_FOLD  1024
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void span_f32(const float *g, int64_t n, double *sum, double *sumsq)
+{
+    double s = 0.0, q = 0.0;
+    for (int64_t lo = 0; lo < n; lo += MANY_FOLD) {
+        int64_t m = n - lo < MANY_FOLD ? n - lo : MANY_FOLD, i = 0;
+        const float *x = g + lo;
+        float ls[MANY_LANES] = {0}, lq[MANY_LANES] = {0};
+        for (; i + MANY_LANES <= m; i += MANY_LANES)
+#pragma omp simd
+            for (int k = 0; k < MANY_LANES; k++) {
+                ls[k] += x[i + k];
+                lq[k] += x[i + k] * x[i + k];
+            }
+        for (int k = 0; i < m; i++, k++) {
+            ls[k] += x[i];
+            lq[k] += x[i] * x[i];
+        }
+        float ts = 0.f, tq = 0.f;
+        for (int k = 0; k < MANY_LANES; k++) {
+            ts += ls[k];
+            tq += lq[k];
+        }
+        s += ts;
+        q += tq;
+    }
+    *sum = s;
+    *sumsq = q;
+}
+
+/* Work is cut into units of at most MANY_UNIT values that never straddle two arrays, a round of
+ * up to MANY_ROUND units at a time: the units of a round run in parallel, their sums add in unit
+ * order, so the result depends only on the arrays' lengths, never on the thread count. */
+#define MANY_UNIT  16384
+#define MANY_ROUND 1024
+void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, double *sum, double *sumsq)
+{
+    const float *up[MANY_ROUND];
+    int64_t un[MANY_ROUND];
+    double us[MANY_ROUND], uq[MANY_ROUND], s = 0.0, q = 0.0;
+    int t = 0;
+    int64_t off = 0;
+    while (t < n) {
+        int k = 0;
+        for (; k < MANY_ROUND && t < n; k++) {   /* the next round's units, in order */
+            int64_t left = d[t] > off ? d[t] - off : 0;
+            if (left == 0) {
+                t++, off = 0, k--;
+                continue;
+            }
+            up[k] = g[t] + off;
+            un[k] = left < MANY_UNIT ? left : MANY_UNIT;
+            off += un[k];
+        }
+        #pragma omp parallel for schedule(static) if (k > 1)
+        for (int u = 0; u < k; u++) span_f32(up[u], un[u], &us[u], &uq[u]);
+        for (int u = 0; u < k; u++) {
+            s += us[u];
+            q += uq[u];
+        }
+    }
+    *sum = s;
+    *sumsq = q;
+}
+
 double deba_step_var(double sum, double sumsq, int64_t d)
 {
     if (d <= 0) return 0.0;

@@ -70,6 +70,58 @@ static void test_grad_moments_thread_independent(void **state)
     free(g);
 }
 
+/* deba_grad_moments_many over arrays of awkward lengths (empty ones between, units of 16384 cut
+ * inside an array, more units than one round of 1024): integer values give exact sums to check
+ * against the closed form; random ones are checked against a long-double sum, and for the same
+ * bits at 1 and 7 threads. */
+static void test_grad_moments_many(void **state)
+{
+    (void)state;
+    const int64_t len[] = {0, 1, 17, 16384, 16385, 0, 300001, 5, 17000000};
+    enum { N = sizeof len / sizeof len[0] };
+    float *g[N];
+    int64_t total = 0;
+    for (int t = 0; t < N; t++) {
+        g[t] = malloc((size_t)(len[t] ? len[t] : 1) * sizeof(float));
+        assert_non_null(g[t]);
+        total += len[t];
+    }
+    /* g = (i mod 7) − 3 over the concatenation, i counting across arrays */
+    int64_t i = 0;
+    for (int t = 0; t < N; t++)
+        for (int64_t k = 0; k < len[t]; k++, i++) g[t][k] = (float)(i % 7 - 3);
+    double s, q, es = 0, eq = 0;
+    for (int64_t r = total - total % 7; r < total; r++) es += (double)(r % 7 - 3), eq += (double)((r % 7 - 3) * (r % 7 - 3));
+    eq += 28.0 * (double)(total / 7);
+    deba_grad_moments_many((const float *const *)g, len, N, &s, &q);
+    assert_near(s, es, 0);
+    assert_near(q, eq, 0);
+
+    uint32_t x = 777;
+    long double ls = 0, lq = 0, la = 0;
+    for (int t = 0; t < N; t++)
+        for (int64_t k = 0; k < len[t]; k++) {
+            x = x * 1664525u + 1013904223u;
+            g[t][k] = (float)((double)x / 4294967296.0 - 0.3) * 1e-3f;
+            ls += g[t][k], lq += (long double)g[t][k] * g[t][k], la += fabsl((long double)g[t][k]);
+        }
+    int saved = omp_get_max_threads();
+    double s1, q1, s7, q7;
+    omp_set_num_threads(1);
+    deba_grad_moments_many((const float *const *)g, len, N, &s1, &q1);
+    omp_set_num_threads(7);
+    deba_grad_moments_many((const float *const *)g, len, N, &s7, &q7);
+    omp_set_num_threads(saved);
+    assert_memory_equal(&s1, &s7, sizeof s1);
+    assert_memory_equal(&q1, &q7, sizeof q1);
+    assert_near(s1, (double)ls, 1e-6 * (double)la);   /* float lanes of at most 64 values each */
+    assert_near(q1, (double)lq, 1e-6 * (double)lq);
+    deba_grad_moments_many(NULL, NULL, 0, &s, &q);
+    assert_near(s, 0, 0);
+    assert_near(q, 0, 0);
+    for (int t = 0; t < N; t++) free(g[t]);
+}
+
 static void test_step_var_norm(void **state)
 {
     (void)state;
@@ -319,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_grad_moments_small),
         cmocka_unit_test(test_grad_moments_large),
         cmocka_unit_test(test_grad_moments_thread_independent),
+        cmocka_unit_test(test_grad_moments_many),
         cmocka_unit_test(test_step_var_norm),
         cmocka_unit_test(test_gradacc),
         cmocka_unit_test(test_rel_change),

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """What deba.torch.Monitor.after_backward costs next to the training step it follows: resnet18
-(torchvision, 10 classes) at batch 64 on 3x32x32 inputs, on CPU or CUDA. Prints both medians and
+(torchvision, 10 classes) at batch 64 on 3x32x32 inputs (--image-size), on CPU or CUDA. Prints both medians and
 their ratio, measured in the same loop."""
 import argparse
 import os
@@ -21,13 +21,14 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=32, help="square input side (224: ImageNet's)")
     a = p.parse_args()
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(a.batch, 3, 32, 32, device=dev), torch.randint(0, 10, (a.batch,), device=dev)
+    x, y = torch.randn(a.batch, 3, a.image_size, a.image_size, device=dev), torch.randint(0, 10, (a.batch,), device=dev)
     with tempfile.TemporaryDirectory() as out:
         mon = deba.torch.Monitor(model, out, arch="resnet18", dataset="bench", seed=0, batch_size=a.batch,
                                  optimizer=opt)
@@ -51,7 +52,7 @@ def main():
                 mon_t.append(t2 - t1)
         mon.close("interrupted")
     s, m = statistics.median(step_t), statistics.median(mon_t)
-    print(f"resnet18 B={a.batch} on {dev.type} ({torch.get_num_threads()} threads): step {s * 1e3:.1f} ms, "
+    print(f"resnet18 B={a.batch} {a.image_size}x{a.image_size} on {dev.type} ({torch.get_num_threads()} threads): step {s * 1e3:.1f} ms, "
           f"after_backward {m * 1e3:.2f} ms = {100 * m / s:.2f}% of the step")
 
 

@@ -13,6 +13,11 @@
 
 /* One reduction over a flat gradient: Σg and Σg² in double. OpenMP-parallel on the host. */
 void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq);
+/* The same two sums over n separate float arrays (a framework's per-parameter gradients, read in
+ * place): one read of each value, OpenMP-parallel, the same bits whatever the thread count. Sums
+ * in float lanes folded into double every 1024 values: within 1e-6 relative of the double sums
+ * of deba_grad_moments, not bit-equal to them. */
+void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, double *sum, double *sumsq);
 /* var_k = Σg²/d − (Σg/d)²  (never negative: clamped at 0 against rounding). */
 double deba_step_var(double sum, double sumsq, int64_t d);
 /* norm_k = sqrt(Σg²) */

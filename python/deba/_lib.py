@@ -84,6 +84,8 @@ _SIGNATURES = {
     "deba_sched_to_bytes": (c_int, [c_void_p, POINTER(c_void_p), POINTER(c_size_t), POINTER(Err)]),
     "deba_sched_from_bytes": (c_void_p, [c_char_p, c_size_t, POINTER(Err)]),
     "deba_free": (None, [c_void_p]),
+    "deba_grad_moments_many": (None, [POINTER(c_void_p), POINTER(c_int64), c_int, POINTER(c_double),
+                                      POINTER(c_double)]),
     "deba_method_parse": (c_int, [c_char_p]),
     "deba_epochacc_reset": (None, [POINTER(EpochAcc)]),
     "deba_epochacc_add": (c_int, [POINTER(EpochAcc), c_double, c_double, c_int64, c_double, c_int64, c_int64,

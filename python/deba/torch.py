@@ -1,24 +1,48 @@
 """DEBA inside a PyTorch training loop: Monitor turns each step's gradients into the two numbers
 DEBA needs (Σg, Σg²) with one reduction on the model's device and one host sync per step, and
 writes the run through deba.Run; AdaptiveBatchSize rebuilds the DataLoader at the scheduler's B."""
+import ctypes
 import math
 import time
 
 import torch
 
-from . import Diverged, LR_SCALINGS, Run, Scheduler, _int
+from . import Diverged, LR_SCALINGS, Run, Scheduler, _int, _lib
 
 
 def _grads(model):
     return [p.grad for p in model.parameters() if p.grad is not None]
 
 
-def grad_moments(grads):
-    """(Σg, Σg²) over all gradient tensors as one float64 tensor of 2 on their device: per tensor
-    one sum and one dot product (no copy, no concatenation), added up on the device."""
+def _host_moments(grads):
+    """(Σg, Σg²) as two floats when every gradient is a contiguous float32 CPU tensor: libdeba reads
+    them in place, each value once, on the OpenMP threads torch uses (deba_grad_moments_many);
+    None otherwise."""
+    for g in grads:
+        if g.device.type != "cpu" or g.dtype != torch.float32 or not g.is_contiguous():
+            return None
+    n = len(grads)
+    ptrs = (ctypes.c_void_p * n)(*[g.data_ptr() for g in grads])
+    counts = (ctypes.c_int64 * n)(*[g.numel() for g in grads])
+    s, q = ctypes.c_double(), ctypes.c_double()
+    _lib.lib.deba_grad_moments_many(ptrs, counts, n, ctypes.byref(s), ctypes.byref(q))
+    return s.value, q.value
+
+
+def _device_moments(grads):
     sums = torch.stack([g.sum() for g in grads]).to(torch.float64).sum()
     sqs = torch.stack([torch.dot(g.reshape(-1), g.reshape(-1)) for g in grads]).to(torch.float64).sum()
     return torch.stack([sums, sqs])
+
+
+def grad_moments(grads):
+    """(Σg, Σg²) over all gradient tensors as one float64 tensor of 2 on their device, without
+    copying a gradient: on the CPU one pass of libdeba's over the tensors in place; elsewhere (CUDA)
+    per tensor one sum and one dot product on the device, added up there."""
+    host = _host_moments(grads)
+    if host is not None:
+        return torch.tensor(host, dtype=torch.float64)
+    return _device_moments(grads)
 
 
 class Monitor:
@@ -80,7 +104,15 @@ class Monitor:
         if not grads:
             raise ValueError("after_backward: no parameter of the model has a .grad (call it after backward())")
         numel = sum(g.numel() for g in grads)
-        m = grad_moments(grads)
+        host = _host_moments(grads)
+        if host is not None:   # CPU: no tensors to build, the host already holds every number
+            ls = float(loss.detach()) * n if torch.is_tensor(loss) else float(loss) * n
+            c = float(correct.detach()) if torch.is_tensor(correct) else float(correct or 0)
+            self.run.add_step(host[0], host[1], numel, ls, n, int(round(c)))
+            self._t_last = time.perf_counter()
+            self._signal_s += self._t_last - t0
+            return
+        m = _device_moments(grads)
         dev = m.device
         loss_t = loss.detach().to(dev, torch.float64).reshape(()) if torch.is_tensor(loss) else \
             torch.tensor(float(loss), dtype=torch.float64, device=dev)

@@ -100,6 +100,26 @@ class TorchTest(unittest.TestCase):
         g = [torch.tensor([1.0, -2.0]), torch.tensor([[3.0], [0.5]])]
         self.assertEqual(dt.grad_moments(g).tolist(), [2.5, 14.25])   # 1-2+3+.5, 1+4+9+.25
 
+    def test_grad_moments_host_matches_float64(self):
+        """The CPU path (libdeba over the tensors in place) against float64 sums computed by torch,
+        and against the per-tensor device path, which a transposed (non-contiguous) tensor forces."""
+        import torch
+        import deba.torch as dt
+        gen = torch.Generator().manual_seed(5)
+        g = [torch.randn(n, generator=gen) * 1e-3 + 2e-4 for n in (1, 17, 16384, 16385, 70001)]
+        g.append(torch.randn(300, 129, generator=gen))
+        ref_s = sum(t.double().sum().item() for t in g)
+        ref_q = sum((t.double() ** 2).sum().item() for t in g)
+        self.assertIsNotNone(dt._host_moments(g))
+        s, q = dt.grad_moments(g).tolist()
+        self.assertAlmostEqual(s, ref_s, delta=1e-6 * sum(t.double().abs().sum().item() for t in g))
+        self.assertAlmostEqual(q, ref_q, delta=1e-6 * ref_q)
+        gt = g[:-1] + [g[-1].t()]   # same values, not contiguous: the device path
+        self.assertIsNone(dt._host_moments(gt))
+        s2, q2 = dt.grad_moments(gt).tolist()
+        self.assertAlmostEqual(s2, ref_s, delta=1e-6 * sum(t.double().abs().sum().item() for t in g))
+        self.assertAlmostEqual(q2, ref_q, delta=1e-6 * ref_q)
+
 
 def read_trace(path):
     with open(path, newline="") as f:

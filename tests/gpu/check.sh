@@ -122,6 +122,10 @@ stage bench 120 "$BUILD_ABS/tests/bench_gpu" "$OUT/bench.csv" "$OUT/kernels.csv"
 
 if python3 -c "import torch, torchvision; assert torch.cuda.is_available()" > "$OUT/torch_probe.log" 2>&1; then
     stage torch 150 python3 tests/gpu/torch_ref.py "$OUT/torch.csv"
+    # what deba.torch.Monitor costs per step on CUDA (issue 11's figure; the CPU's is in docs/python.md)
+    stage monitor 60 env DEBA_LIBRARY="$BUILD_ABS/lib/libdeba.so.0" python3 examples/pytorch/bench_monitor.py \
+        --device cuda --steps 30
+    grep '^resnet18' "$OUT/monitor.log" >> "$SUMMARY" || true
     if [ -s "$OUT/bench.csv" ] && [ -s "$OUT/torch.csv" ]; then
         # ours / torch samples/s for every (model, batch) both measured
         awk -F, 'NR == FNR { if (FNR > 1 && $3 == "ok") ours[$1 "," $2] = $4; next }
