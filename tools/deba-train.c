@@ -52,6 +52,8 @@ static void usage(FILE *f)
             "  --epochs N          (default 10)        --seed S       (default 42)\n"
             "  --lr X (0.01)  --momentum X (0.9)  --weight-decay X (5e-4)\n"
             "  --lr-scaling none|linear|sqrt  scale lr with B/B0 (default none)\n"
+            "  --eval-batch N      evaluation batch size (default: up to 128 by the model's\n"
+            "                      inference memory; resume with the same N)\n"
             "  --device cpu|cuda|auto         (default auto)\n"
             "scheduler:\n"
             "  --method fixed|deba (default deba)   --batch B0 (64)  --bmin (32)  --bmax (1024)\n"
@@ -77,7 +79,7 @@ enum {
     O_ARCH = 256, O_DATASET, O_DATA, O_SUBSET, O_TEST_SUBSET, O_IMAGE, O_NO_AUG, O_CLASSES, O_SUMMARY,
     O_EPOCHS, O_SEED, O_LR, O_MOM, O_WD, O_LRS, O_DEVICE, O_METHOD, O_BATCH, O_BMIN, O_BMAX, O_TAU,
     O_THETA, O_LAMBDA, O_THRESH, O_WINDOW, O_COOLDOWN, O_GROWTH, O_ROLLBACK, O_LABEL, O_OUT, O_RESUME,
-    O_FORCE, O_QUIET, O_CKPT_EVERY, O_HELP, O_VERSION, O_MODEL, O_NAME, O_INIT,
+    O_FORCE, O_QUIET, O_CKPT_EVERY, O_EVAL_BATCH, O_HELP, O_VERSION, O_MODEL, O_NAME, O_INIT,
 };
 
 static const struct option OPTS[] = {
@@ -91,7 +93,7 @@ static const struct option OPTS[] = {
     {"thresholds", 1, 0, O_THRESH}, {"window", 1, 0, O_WINDOW}, {"cooldown", 1, 0, O_COOLDOWN},
     {"growth", 1, 0, O_GROWTH}, {"rollback", 1, 0, O_ROLLBACK}, {"label", 1, 0, O_LABEL},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"force", 0, 0, O_FORCE}, {"quiet", 0, 0, O_QUIET},
-    {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"model", 1, 0, O_MODEL}, {"name", 1, 0, O_NAME},
+    {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"eval-batch", 1, 0, O_EVAL_BATCH}, {"model", 1, 0, O_MODEL}, {"name", 1, 0, O_NAME},
     {"init", 1, 0, O_INIT},
     {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0},
 };
@@ -246,6 +248,7 @@ int main(int argc, char **argv)
         case O_LABEL: bad = copy_opt(ch, c.label, sizeof c.label, optarg); set_label = 1; break;
         case O_OUT: bad = copy_opt(ch, c.out, sizeof c.out, optarg); break;
         case O_CKPT_EVERY: bad = parse_long(ch, optarg, 0, 2147483647, &v); c.checkpoint_every = (int)v; break;
+        case O_EVAL_BATCH: bad = parse_long(ch, optarg, 1, 65536, &v); c.eval_batch = (int)v; break;
         case O_RESUME: c.resume = 1; break;
         case O_FORCE: c.force = 1; break;
         case O_QUIET: c.quiet = 1; break;

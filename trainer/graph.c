@@ -9,6 +9,23 @@
 
 #define TR_ALIGN_FLOATS 16   /* every tensor starts on a 64-byte boundary */
 
+/* The inference plan: its buffers, where each activation and node points into them, and, while
+ * it is in use, the training plan's pointers to put back. */
+struct tr_infer {
+    int n;                       /* batch capacity */
+    int on;                      /* between tr_graph_infer_begin and _end */
+    float *block;                /* own memory: act | scratch | ws; NULL when borrowed */
+    float *act, *scratch, *ws;
+    float *dlogits;              /* (n, classes): the loss writes it; nobody reads it */
+    int *labels;                 /* (n) */
+    float **data;                /* per tensor: its data in this plan (activations only) */
+    float **saved;               /* per node: NULL unless its eval forward uses the scratch */
+    float **t_data, **t_grad, **t_saved;   /* the training plan's, while on */
+    float *t_act, *t_act_grad, *t_saved_arena, *t_ws;
+    int *t_labels;
+    int t_n, t_training;
+};
+
 static const char *OP_NAMES[TR_OP_COUNT] = {
     "view", "conv2d", "batchnorm", "act", "maxpool", "avgpool", "adaptive_avgpool", "linear",
     "add", "concat", "mul_channel", "dropout", "drop_path", "layernorm", "attention",
@@ -266,10 +283,13 @@ int64_t tr_graph_add_stats(tr_graph *g, int64_t count, float v)
     return off;
 }
 
+static void free_infer(tr_graph *g);
+
 static void free_plan(tr_graph *g)
 {
     tr_backend *be = g->be;
     if (!be) return;
+    free_infer(g);   /* it may borrow this plan's memory */
     be->free(be, g->act);
     be->free(be, g->act_grad);
     be->free(be, g->saved_arena);
@@ -395,16 +415,13 @@ deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e)
                                 "operation '%s' (layer %s) has no %s implementation", tr_op_name(nd->op),
                                 nd->name, be->name);
     }
+    if (g->infer && g->infer->on)
+        return deba_err_set(e, DEBA_E_RUNTIME, "tr_graph_plan: the inference plan is in use (tr_graph_infer_end first)");
     if (n <= g->planned_n) return DEBA_OK;
 
-    int64_t act = arena_floats(g, n), saved = 0, ws = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        tr_node *nd = &g->nodes[i];
-        saved += align_up(nd->saved_per_sample * n + nd->saved_fixed);
-        int m = nd->ws_max_samples > 0 && nd->ws_max_samples < n ? nd->ws_max_samples : n;
-        int64_t w = nd->ws_fixed + (int64_t)m * nd->ws_per_sample;
-        if (w > ws) ws = w;
-    }
+    tr_plan_size ps;
+    tr_graph_plan_size(g, n, 0, &ps);
+    int64_t act = ps.act, saved = ps.saved, ws = ps.ws;
     float *a = be->alloc(be, (size_t)(act ? act : 1) * sizeof(float));
     float *ag = be->alloc(be, (size_t)(act ? act : 1) * sizeof(float));
     float *sv = be->alloc(be, (size_t)(saved ? saved : 1) * sizeof(float));
@@ -451,6 +468,251 @@ deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e)
     return DEBA_OK;
 }
 
+/* ---- the inference plan ---- */
+
+/* Ops whose eval-mode forward still uses nd->saved, as scratch nobody reads afterwards:
+ * attention keeps q, k, v, the probabilities and the heads' output there (backend/cpu/attention.c,
+ * backend/cuda/cuda_gemm.cu). Every other forward writes nd->saved only for backward and skips
+ * that when it is NULL (batch norm's mean and rstd, max pooling's argmax, layer norm's
+ * statistics; dropout and drop-path draw nothing in eval mode), so a new op that saves in
+ * forward fails loudly on NULL instead of writing into memory it was not given. */
+static int saved_in_eval(tr_op op) { return op == TR_OP_ATTENTION; }
+
+/* Ops whose planned scratch only backward uses: attention's dctx/dqkv/dscores and matmul's
+ * broadcast-gradient sums. Any other op keeps its scratch in inference. */
+static int ws_in_forward(tr_op op) { return op != TR_OP_ATTENTION && op != TR_OP_MATMUL; }
+
+static int64_t node_ws(const tr_node *nd, int n)
+{
+    int m = nd->ws_max_samples > 0 && nd->ws_max_samples < n ? nd->ws_max_samples : n;
+    return nd->ws_fixed + (int64_t)m * nd->ws_per_sample;
+}
+
+static int base_of(const tr_graph *g, int id)
+{
+    while (g->tensors[id].view_of >= 0) id = g->tensors[id].view_of;
+    return id;
+}
+
+typedef struct {
+    int id;
+    int first, last;             /* node indices; -1: before the first node; n_nodes: to the end */
+    int64_t size, off;
+} live_t;
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const live_t *x = a, *y = b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    if (x->first != y->first) return x->first < y->first ? -1 : 1;
+    return x->id - y->id;
+}
+
+static int by_off(const void *a, const void *b)
+{
+    const live_t *x = *(live_t *const *)a, *y = *(live_t *const *)b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Places the base activation tensors for n samples: off[id] (floats from the arena's start) for
+ * each, -1 for other tensors; returns the arena's floats, or -1 when out of host memory.
+ * Greedy by size (the largest first, each at the lowest offset free of every tensor alive at the
+ * same time), which for a chain reaches the largest live set. */
+static int64_t infer_layout(const tr_graph *g, int n, int64_t *off)
+{
+    int T = g->n_tensors, N = g->n_nodes, k = 0;
+    live_t *lv = malloc((size_t)T * sizeof *lv);
+    live_t **near = malloc((size_t)T * sizeof *near);
+    int *slot = malloc((size_t)T * sizeof *slot);
+    if (!lv || !near || !slot) {
+        free(lv), free(near), free(slot);
+        return -1;
+    }
+    for (int i = 0; i < T; i++) {
+        off[i] = -1;
+        slot[i] = -1;
+        const tr_tensor *t = &g->tensors[i];
+        if (t->kind != TR_T_ACT || t->view_of >= 0) continue;
+        slot[i] = k;
+        lv[k++] = (live_t){i, -1, -1, align_up(tr_tensor_elems(t, n)), 0};
+    }
+    for (int j = 0; j < N; j++) {
+        const tr_node *nd = &g->nodes[j];
+        for (int q = 0; q < nd->n_in; q++) {
+            int s = slot[base_of(g, nd->in[q])];
+            if (s >= 0 && lv[s].last < j) lv[s].last = j;
+        }
+        int s = nd->op == TR_OP_VIEW ? -1 : slot[nd->out];
+        if (s >= 0) lv[s].first = j;
+    }
+    for (int q = 0; q < k; q++) {
+        live_t *l = &lv[q];
+        /* leaves (the input, a test's extra inputs) are set from outside; the logits are read
+         * by the loss after the last node */
+        if (l->first < 0 || l->id == base_of(g, g->input) || l->id == base_of(g, g->output)) l->last = N;
+        if (l->last < l->first) l->last = l->first;   /* written, never read */
+    }
+    qsort(lv, (size_t)k, sizeof *lv, by_size_desc);
+    int64_t total = 0;
+    for (int q = 0; q < k; q++) {
+        int m = 0;
+        for (int p = 0; p < q; p++)
+            if (lv[p].first <= lv[q].last && lv[q].first <= lv[p].last) near[m++] = &lv[p];
+        qsort(near, (size_t)m, sizeof *near, by_off);
+        int64_t at = 0;
+        for (int p = 0; p < m && near[p]->off < at + lv[q].size; p++)
+            if (near[p]->off + near[p]->size > at) at = near[p]->off + near[p]->size;
+        lv[q].off = at;
+        off[lv[q].id] = at;
+        if (at + lv[q].size > total) total = at + lv[q].size;
+    }
+    free(lv), free(near), free(slot);
+    return total;
+}
+
+void tr_graph_plan_size(const tr_graph *g, int n, int infer, tr_plan_size *s)
+{
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const tr_node *nd = &g->nodes[i];
+        int64_t sv = align_up(nd->saved_per_sample * n + nd->saved_fixed), w = node_ws(nd, n);
+        if (!infer) s->saved += sv;
+        else if (saved_in_eval(nd->op) && sv > s->saved) s->saved = sv;
+        if ((!infer || ws_in_forward(nd->op)) && w > s->ws) s->ws = w;
+    }
+    if (!infer) {
+        s->act = arena_floats(g, n);
+        return;
+    }
+    int64_t *off = malloc((size_t)g->n_tensors * sizeof *off);
+    s->act = off ? infer_layout(g, n, off) : -1;
+    free(off);
+}
+
+static void free_infer(tr_graph *g)
+{
+    struct tr_infer *p = g->infer;
+    if (!p) return;
+    if (p->on) tr_graph_infer_end(g);
+    g->be->free(g->be, p->block);
+    g->be->free(g->be, p->dlogits);
+    g->be->free(g->be, p->labels);
+    free(p->data), free(p->saved), free(p->t_data), free(p->t_grad), free(p->t_saved);
+    free(p);
+    g->infer = NULL;
+}
+
+int tr_graph_infer_planned(const tr_graph *g) { return g->infer ? g->infer->n : 0; }
+
+deba_status tr_graph_plan_infer(tr_graph *g, int n, deba_err *e)
+{
+    tr_backend *be = g->be;
+    if (n <= 0) return deba_err_set(e, DEBA_E_INPUT, "evaluation batch size must be positive (got %d)", n);
+    if (!be) return deba_err_set(e, DEBA_E_RUNTIME, "tr_graph_plan_infer: the graph has no backend (tr_graph_alloc)");
+    for (int i = 0; i < g->n_nodes; i++) {
+        tr_node *nd = &g->nodes[i];
+        if (nd->op != TR_OP_VIEW && !be->forward[nd->op])
+            return deba_err_set(e, DEBA_E_UNSUPPORTED, "operation '%s' (layer %s) has no %s implementation",
+                                tr_op_name(nd->op), nd->name, be->name);
+    }
+    if (g->infer && g->infer->on)
+        return deba_err_set(e, DEBA_E_RUNTIME, "tr_graph_plan_infer: the inference plan is in use");
+    if (g->infer && n <= g->infer->n) return DEBA_OK;
+
+    int T = g->n_tensors, N = g->n_nodes;
+    struct tr_infer *p = calloc(1, sizeof *p);
+    int64_t *off = malloc((size_t)T * sizeof *off);
+    if (p) {
+        p->data = calloc((size_t)T, sizeof *p->data);
+        p->t_data = calloc((size_t)T, sizeof *p->t_data);
+        p->t_grad = calloc((size_t)T, sizeof *p->t_grad);
+        p->saved = calloc((size_t)(N ? N : 1), sizeof *p->saved);
+        p->t_saved = calloc((size_t)(N ? N : 1), sizeof *p->t_saved);
+    }
+    int64_t act = off ? infer_layout(g, n, off) : -1;
+    if (!p || !p->data || !p->t_data || !p->t_grad || !p->saved || !p->t_saved || act < 0) {
+        if (p) free(p->data), free(p->t_data), free(p->t_grad), free(p->saved), free(p->t_saved);
+        free(p), free(off);
+        return deba_err_set(e, DEBA_E_NOMEM, "out of host memory planning evaluation batch size %d", n);
+    }
+    tr_plan_size sz;
+    tr_graph_plan_size(g, n, 1, &sz);
+    int64_t scratch = sz.saved, ws = sz.ws;
+    /* the training plan's gradients and scratch are dead outside a step (the loss zeroes the
+     * gradients, every forward rewrites the scratch before anyone reads it): borrow them */
+    tr_plan_size tsz = {0};
+    if (g->planned_n > 0) tr_graph_plan_size(g, g->planned_n, 0, &tsz);
+    int share_ws = g->ws && tsz.ws >= ws;
+    int64_t need = act + align_up(scratch) + (share_ws ? 0 : ws);
+    int borrow = g->act_grad && need <= tsz.act;
+    float *block = borrow ? NULL : be->alloc(be, (size_t)(need ? need : 1) * sizeof(float));
+    float *dz = be->alloc(be, (size_t)n * (size_t)(g->classes > 0 ? g->classes : 1) * sizeof(float));
+    int *lab = be->alloc(be, (size_t)n * sizeof(int));
+    if ((!borrow && !block) || !dz || !lab) {
+        be->free(be, block), be->free(be, dz), be->free(be, lab);
+        free(p->data), free(p->t_data), free(p->t_grad), free(p->saved), free(p->t_saved);
+        free(p), free(off);
+        return deba_err_set(e, DEBA_E_NOMEM, "out of memory planning evaluation batch size %d on %s (%.1f MiB)", n,
+                            be->name, (double)need * 4 / 1048576.0);
+    }
+    free_infer(g);
+    float *base = borrow ? g->act_grad : block;
+    p->n = n;
+    p->block = block;
+    p->act = base;
+    p->scratch = base + act;
+    p->ws = share_ws ? g->ws : p->scratch + align_up(scratch);
+    p->dlogits = dz;
+    p->labels = lab;
+    for (int i = 0; i < T; i++)
+        if (off[i] >= 0) p->data[i] = p->act + off[i];
+    for (int i = 0; i < T; i++) {
+        const tr_tensor *t = &g->tensors[i];
+        if (t->kind == TR_T_ACT && t->view_of >= 0) p->data[i] = p->data[base_of(g, i)];
+    }
+    for (int j = 0; j < N; j++) p->saved[j] = saved_in_eval(g->nodes[j].op) ? p->scratch : NULL;
+    free(off);
+    g->infer = p;
+    return DEBA_OK;
+}
+
+void tr_graph_infer_begin(tr_graph *g)
+{
+    struct tr_infer *p = g->infer;
+    if (!p || p->on) return;
+    for (int i = 0; i < g->n_tensors; i++) {
+        tr_tensor *t = &g->tensors[i];
+        p->t_data[i] = t->data;
+        p->t_grad[i] = t->grad;
+        if (t->kind != TR_T_ACT) continue;   /* parameters and constants stay where they are */
+        t->data = p->data[i];
+        t->grad = NULL;
+    }
+    for (int j = 0; j < g->n_nodes; j++) {
+        p->t_saved[j] = g->nodes[j].saved;
+        g->nodes[j].saved = p->saved[j];
+    }
+    p->t_act = g->act, p->t_act_grad = g->act_grad, p->t_saved_arena = g->saved_arena, p->t_ws = g->ws;
+    p->t_labels = g->labels, p->t_n = g->planned_n, p->t_training = g->training;
+    g->act = p->act, g->act_grad = NULL, g->saved_arena = p->scratch, g->ws = p->ws;
+    g->labels = p->labels, g->planned_n = p->n, g->training = 0;
+    p->on = 1;
+}
+
+void tr_graph_infer_end(tr_graph *g)
+{
+    struct tr_infer *p = g->infer;
+    if (!p || !p->on) return;
+    for (int i = 0; i < g->n_tensors; i++) {
+        g->tensors[i].data = p->t_data[i];
+        g->tensors[i].grad = p->t_grad[i];
+    }
+    for (int j = 0; j < g->n_nodes; j++) g->nodes[j].saved = p->t_saved[j];
+    g->act = p->t_act, g->act_grad = p->t_act_grad, g->saved_arena = p->t_saved_arena, g->ws = p->t_ws;
+    g->labels = p->t_labels, g->planned_n = p->t_n, g->training = p->t_training;
+    p->on = 0;
+}
+
 void tr_graph_forward(tr_graph *g, int n)
 {
     for (int i = 0; i < g->n_nodes; i++) {
@@ -495,7 +757,9 @@ void tr_graph_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct)
 void tr_graph_eval_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct)
 {
     tr_tensor *out = &g->tensors[g->output];
-    g->be->xent(g->be, out->data, g->labels, n, g->classes, out->grad, loss_sum, correct);
+    /* the inference plan has no gradients: the loss's dlogits go to a scratch of its own */
+    float *dz = out->grad ? out->grad : g->infer && g->infer->on ? g->infer->dlogits : NULL;
+    g->be->xent(g->be, out->data, g->labels, n, g->classes, dz, loss_sum, correct);
 }
 
 void tr_graph_sgd(tr_graph *g, float lr, float momentum, float wd)

@@ -293,6 +293,7 @@ struct tr_graph {
     tr_rng rng;                  /* dropout / drop-path draws (checkpointed) */
     int failed;                  /* sticky builder error */
     deba_err err;
+    struct tr_infer *infer;      /* the inference plan (tr_graph_plan_infer); NULL until planned */
 };
 
 /* ---- building (host only, no backend memory yet) ---- */
@@ -344,7 +345,8 @@ static inline int64_t tr_tensor_elems(const tr_tensor *t, int n)
 deba_status tr_graph_alloc(tr_graph *g, tr_backend *be, uint64_t seed, deba_err *e);
 /* (Re)plans activation, saved and scratch buffers for batches of up to n samples. On
  * DEBA_E_NOMEM the previous plan stays valid. Also checks every node's op exists in the
- * backend table (DEBA_E_UNSUPPORTED naming op and backend). */
+ * backend table (DEBA_E_UNSUPPORTED naming op and backend). DEBA_E_RUNTIME between
+ * tr_graph_infer_begin and _end. */
 deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e);
 void tr_graph_forward(tr_graph *g, int n);
 /* Backward from the output's grad (set by tr_graph_loss, or by a test after
@@ -361,6 +363,30 @@ void tr_graph_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct);
  * are left alone (zeroing them cost as much as a forward pass of a small model). */
 void tr_graph_eval_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct);
 void tr_graph_sgd(tr_graph *g, float lr, float momentum, float wd);
+
+/* ---- inference: evaluation without training work ---- */
+/* Floats of one plan for n samples. Training: act is one of its two arenas (activations, then
+ * their gradients, as large), saved what forwards keep for backward, ws the shared scratch.
+ * Inference: act is the one arena of activations placed by liveness, saved the scratch that
+ * eval-mode forwards still need (attention's), ws the scratch forwards use. */
+typedef struct { int64_t act, saved, ws; } tr_plan_size;
+void tr_graph_plan_size(const tr_graph *g, int n, int infer, tr_plan_size *s);
+/* Plans the inference buffers for batches of up to n samples beside the training plan (which
+ * stays as it is): activations share memory once dead (a tensor lives from its producer to its
+ * last consumer, a view keeps its base alive, the input and the logits live throughout), no
+ * activation gradients, no saved memory but the scratch an eval forward needs. Where they fit,
+ * they borrow the training plan's activation-gradient arena and scratch, which training
+ * rewrites before reading. Re-planning the training plan drops the inference plan. On
+ * DEBA_E_NOMEM the graph is as before. */
+deba_status tr_graph_plan_infer(tr_graph *g, int n, deba_err *e);
+/* The inference plan's batch capacity; 0 when there is none. */
+int tr_graph_infer_planned(const tr_graph *g);
+/* Points every activation tensor and node at the inference plan (every activation's grad NULL)
+ * and sets eval mode (training 0, planned_n the plan's n); until tr_graph_infer_end, only
+ * tr_graph_set_batch, tr_graph_forward and tr_graph_eval_loss may run. _end puts the training
+ * plan and mode back. Both are pointer swaps, no allocation and no copy. */
+void tr_graph_infer_begin(tr_graph *g);
+void tr_graph_infer_end(tr_graph *g);
 
 /* ---- introspection ---- */
 const char *tr_op_name(tr_op op);

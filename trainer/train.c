@@ -77,6 +77,7 @@ typedef struct {
     long step;                   /* steps of the whole run so far (all epochs, all processes) */
     long since_ckpt;             /* steps since the last checkpoint */
     long stop_at_step, kill_at_step;   /* test hooks, 0 = off */
+    int eval_b;                  /* evaluation batch size (tr_train_eval_batch, halved on OOM) */
 } run_state;
 
 static void run_free(run_state *r)
@@ -466,14 +467,45 @@ static deba_status train_epoch(run_state *r, int epoch, int B, double lr, int oo
     return rc;
 }
 
-static void evaluate(run_state *r, double *loss, double *acc, double *secs)
+int tr_train_eval_batch(const tr_graph *g, int test_n, int requested)
+{
+    int b = 1;
+    if (requested > 0) b = requested;
+    else
+        while (2 * b <= TR_EVAL_BATCH_MAX) {
+            tr_plan_size s;
+            tr_graph_plan_size(g, 2 * b, 1, &s);
+            if (s.act < 0 || (s.act + s.saved + s.ws) * (int64_t)sizeof(float) > ((int64_t)TR_EVAL_BUDGET_MIB << 20))
+                break;
+            b *= 2;
+        }
+    return b < test_n ? b : test_n > 0 ? test_n : 1;
+}
+
+/* The test set through the inference plan (no activation gradients, nothing saved for a
+ * backward, memory reused as activations die) in batches of r->eval_b, the same batches in a
+ * resumed run as in an uninterrupted one. A plan that does not fit halves the batch for the rest
+ * of the run instead of failing it. Training resumes on its own plan as it was: evaluation
+ * writes only memory that a training step rewrites before reading. */
+static deba_status evaluate(run_state *r, double *loss, double *acc, double *secs, deba_err *e)
 {
     tr_graph *g = r->g;
-    int B = g->planned_n, n = r->test->n;
+    int n = r->test->n;
     tr_batch_opts bo = {0, r->image, r->image, r->train->mean, r->train->std};
     double t0 = now_s(), ls = 0;
     int64_t correct = 0;
-    g->training = 0;
+    deba_status st;
+    while ((st = tr_graph_plan_infer(g, r->eval_b, e)) == DEBA_E_NOMEM && r->eval_b > 1) {
+        if (!r->c->quiet)
+            fprintf(stderr, "note: evaluation batch %d does not fit on %s: trying %d\n", r->eval_b, r->be->name,
+                    r->eval_b / 2);
+        deba_err_clear(e);
+        r->eval_b /= 2;
+    }
+    if (!st) st = ensure_host(r, r->eval_b, e);
+    if (st) return st;
+    int B = r->eval_b;
+    tr_graph_infer_begin(g);
     for (int start = 0; start < n; start += B) {
         int nb = n - start < B ? n - start : B;
         for (int i = 0; i < nb; i++) r->idx[i] = start + i;
@@ -486,10 +518,11 @@ static void evaluate(run_state *r, double *loss, double *acc, double *secs)
         ls += l;
         correct += cc;
     }
-    g->training = 1;
+    tr_graph_infer_end(g);
     *loss = ls / n;
     *acc = 100.0 * (double)correct / n;
     *secs = now_s() - t0;
+    return DEBA_OK;
 }
 
 static double scaled_lr(const tr_train_config *c, int B)
@@ -551,10 +584,12 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
         r->step += r->trace.rows[i].steps;
         if (r->trace.rows[i].batch_size > most) most = r->trace.rows[i].batch_size;
     }
-    /* The graph is planned for the largest batch so far and evaluation runs in batches of that
-     * size; a resumed run plans the same, or its test loss would differ in the last bits after a
-     * rollback. Those sizes all fitted before. */
+    /* The graph is planned for the largest batch so far, as an uninterrupted run would be (those
+     * sizes all fitted before). Evaluation has a plan of its own, whose batch size depends only
+     * on the model, the test set and --eval-batch, so a resumed run evaluates in the same
+     * batches and its test loss matches to the last bit. */
     if (most > 0 && (st = tr_graph_plan(r->g, most, e))) return st;
+    r->eval_b = tr_train_eval_batch(r->g, r->test->n, c->eval_batch);
     for (int t = r->info.epoch + 1; t <= c->epochs; t++) {
         if (tr_train_stop_requested) {   /* between epochs: the last checkpoint holds everything */
             status = "interrupted";
@@ -592,7 +627,7 @@ static deba_status run_epochs(run_state *r, tr_train_result *res, deba_err *e)
         row.lr = lr;
         row.train_loss = train_loss;
         row.train_acc = 100.0 * (double)es.correct / (double)es.samples;
-        evaluate(r, &row.test_loss, &row.test_acc, &row.eval_time_s);
+        if ((st = evaluate(r, &row.test_loss, &row.test_acc, &row.eval_time_s, e))) return st;
         row.grad_var = er.grad_var;
         row.grad_norm = er.grad_norm;
         row.norm_var = er.norm_var;

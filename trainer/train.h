@@ -36,6 +36,7 @@ typedef struct {
     int resume, force, quiet;
     int progress;                 /* draw a progress bar on stderr */
     int checkpoint_every;         /* also checkpoint every N steps inside an epoch; 0 = epoch ends only */
+    int eval_batch;               /* evaluation batch size; 0 = tr_train_eval_batch's default */
 } tr_train_config;
 
 typedef struct {
@@ -60,6 +61,15 @@ tr_graph *tr_train_model_build(const tr_train_config *c, int in_c, int image, in
 void tr_train_config_default(tr_train_config *c);
 const char *tr_lr_scaling_name(tr_lr_scaling s);
 int tr_lr_scaling_parse(const char *s);            /* -1 when unknown */
+
+/* The evaluation batch size of a run: `requested` (--eval-batch) when positive, else the largest
+ * power of two up to TR_EVAL_BATCH_MAX whose inference plan (tr_graph_plan_size) fits in
+ * TR_EVAL_BUDGET_MIB; never more than test_n. Fixed quantities only (the model, the test set's
+ * size, the option), never the memory free at the time: the batching changes the last bits of
+ * the test loss, and a resumed run must evaluate as an uninterrupted one. At least 1. */
+#define TR_EVAL_BATCH_MAX 128
+#define TR_EVAL_BUDGET_MIB 512
+int tr_train_eval_batch(const tr_graph *g, int test_n, int requested);
 
 /* Runs (or resumes) one training, holding the run directory's lock (deba/runlock.h) throughout:
  * a second writer gets DEBA_E_INPUT naming the directory and the holder's pid. DEBA_E_INPUT for

@@ -1,5 +1,6 @@
 /* BatchNorm2d on the CPU, one thread per block of channels. Forward saves the mean and
- * 1/sqrt(var + eps) it normalised with (nd->saved: mean (C), then rstd (C)); backward uses them.
+ * 1/sqrt(var + eps) it normalised with (nd->saved: mean (C), then rstd (C); not when NULL, in
+ * the inference plan); backward uses them.
  * Sums run in float within one (sample, channel) plane and in double across planes, always in
  * sample order, so results do not depend on the thread count. */
 #include "trainer/backend/cpu/cpu_kernels.h"
@@ -50,7 +51,8 @@ void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n)
     const int64_t HW = (int64_t)xt->h * xt->w, M = (int64_t)n * HW;
     const float *w = tr_cpu_param(g, nd, 0), *b = tr_cpu_param(g, nd, 1);
     float *rmean = g->stats + nd->attr.bn.stat_off, *rvar = rmean + C;
-    float *mean = nd->saved, *rstd = nd->saved + C;
+    /* NULL in the inference plan: nobody runs backward, nothing is saved */
+    float *mean = nd->saved, *rstd = nd->saved ? nd->saved + C : NULL;
     const float eps = nd->attr.bn.eps, mom = nd->attr.bn.momentum;
     const int training = g->training, cb = bn_block(HW, C), blocks = (C + cb - 1) / cb;
 #pragma omp parallel for schedule(static)
@@ -80,8 +82,10 @@ void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n)
                 rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
             }
             const float rs = (float)(1.0 / sqrt(var + eps));
-            mean[c] = (float)m;
-            rstd[c] = rs;
+            if (mean) {
+                mean[c] = (float)m;
+                rstd[c] = rs;
+            }
             scale[c - c0] = w[c] * rs;
             shift[c - c0] = b[c] - (float)m * scale[c - c0];
         }

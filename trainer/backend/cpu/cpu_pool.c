@@ -7,6 +7,7 @@
 #include "trainer/layers/conv_taps.h"
 
 #include <float.h>
+#include <math.h>
 
 /* The window of a pooling node: output (oh, ow) reads rows oh*sh - pt + ki*dh, ki < kh, and
  * columns likewise. */
@@ -65,6 +66,38 @@ static void maxpool_plane_undilated(float *yp, int32_t *ap, const float *xp, int
     }
 }
 
+/* The same maxima without the argmax, for the inference plan (nd->saved NULL): each output's
+ * running maximum starts at -inf instead of "no tap yet", which changes no value (a first tap
+ * of -inf leaves -inf either way, a NaN is taken over any number and then kept), and the outputs
+ * whose window holds no input element get the lowest float afterwards, as above. */
+static void maxpool_plane_undilated_eval(float *yp, const float *xp, int H, int W, int OH, int OW,
+                                         const pool_win *q)
+{
+    const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, pt = q->pt, pl = q->pl;
+    for (int oh = 0; oh < OH; oh++) {
+        float *restrict yr = yp + (int64_t)oh * OW;
+        for (int ow = 0; ow < OW; ow++) yr[ow] = -INFINITY;
+        for (int ki = 0; ki < kh; ki++) {
+            const int ih = oh * sh - pt + ki;
+            if (ih < 0 || ih >= H) continue;
+            for (int kj = 0; kj < kw; kj++) {
+                int ow0, ow1;
+                tr_cpu_valid_range(kj - pl, sw, W, OW, &ow0, &ow1);
+                const float *restrict xr = xp + ih * W + kj - pl;
+#pragma omp simd
+                for (int ow = ow0; ow < ow1; ow++) {
+                    const float v = xr[ow * sw], b = yr[ow];
+                    yr[ow] = (v > b) | ((v != v) & (b == b)) ? v : b;
+                }
+            }
+        }
+        const int rows = oh * sh - pt + kh - 1 >= 0 && oh * sh - pt < H;
+        for (int ow = 0; ow < OW; ow++)
+            if (!rows || ow * sw - pl + kw - 1 < 0 || ow * sw - pl >= W) yr[ow] = -FLT_MAX;
+    }
+}
+
+/* ap NULL: the maxima only (the inference plan). */
 static void maxpool_plane(float *yp, int32_t *ap, const float *xp, int H, int W, int OH, int OW, const pool_win *q)
 {
     const int kh = q->kh, kw = q->kw, sh = q->sh, sw = q->sw, dh = q->dh, dw = q->dw, pt = q->pt, pl = q->pl;
@@ -92,7 +125,7 @@ static void maxpool_plane(float *yp, int32_t *ap, const float *xp, int H, int W,
             }
         done:
             yp[oh * OW + ow] = best;
-            ap[oh * OW + ow] = bi;
+            if (ap) ap[oh * OW + ow] = bi;
         }
     }
 }
@@ -104,13 +137,15 @@ void tr_cpu_maxpool_forward(tr_graph *g, tr_node *nd, int n)
     const int H = xt->h, W = xt->w, OH = yt->h, OW = yt->w, planes = n * xt->c;
     const int64_t HW = (int64_t)H * W, P = (int64_t)OH * OW;
     const int undilated = q.dh == 1 && q.dw == 1;
-    int32_t *arg = (int32_t *)nd->saved;
+    int32_t *arg = (int32_t *)nd->saved;   /* NULL in the inference plan: no backward follows */
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
-        if (undilated)
+        if (undilated && arg)
             maxpool_plane_undilated(yt->data + pl * P, arg + pl * P, xt->data + pl * HW, H, W, OH, OW, &q);
+        else if (undilated)
+            maxpool_plane_undilated_eval(yt->data + pl * P, xt->data + pl * HW, H, W, OH, OW, &q);
         else
-            maxpool_plane(yt->data + pl * P, arg + pl * P, xt->data + pl * HW, H, W, OH, OW, &q);
+            maxpool_plane(yt->data + pl * P, arg ? arg + pl * P : NULL, xt->data + pl * HW, H, W, OH, OW, &q);
     }
 }
 

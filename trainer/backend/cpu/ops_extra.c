@@ -189,8 +189,10 @@ void tr_layernorm_forward(float *out, float *stat, const float *inp, const float
         v /= d;                                  /* biased, as torch */
         float mean = (float)m, rstd = (float)(1.0 / sqrt(v + (double)eps));
         for (int i = 0; i < d; i++) y[i] = (x[i] - mean) * rstd * weight[i] + bias[i];
-        stat[2 * r] = mean;
-        stat[2 * r + 1] = rstd;
+        if (stat) {   /* NULL in the inference plan: no backward reads them */
+            stat[2 * r] = mean;
+            stat[2 * r + 1] = rstd;
+        }
     }
 }
 

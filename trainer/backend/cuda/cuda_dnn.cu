@@ -360,7 +360,7 @@ __global__ void k_maxpool_fwd(float *y, int32_t *arg, const float *x, int64_t pl
             }
         }
         y[i] = best;
-        arg[i] = bi;
+        if (arg) arg[i] = bi;   /* NULL in the inference plan: no backward follows */
     }
 }
 

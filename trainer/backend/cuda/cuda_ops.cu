@@ -390,7 +390,7 @@ __global__ void k_ln_forward(float *y, float *stat, const float *x, const float 
         v = warp_sum_d(v) / d;   /* biased, as torch */
         float mean = (float)m, rstd = (float)(1.0 / sqrt(v + (double)eps));
         for (int i = lane; i < d; i += 32) yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
-        if (lane == 0) {
+        if (lane == 0 && stat) {   /* NULL in the inference plan: no backward reads them */
             stat[2 * r] = mean;
             stat[2 * r + 1] = rstd;
         }
