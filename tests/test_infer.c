@@ -12,8 +12,6 @@
 #include "trainer/onnx/model.h"
 #include "trainer/train.h"
 
-static char *tmp;
-
 typedef struct {
     tr_backend *be;
     tr_graph *g;
@@ -324,7 +322,7 @@ static int train(const char *out, const char *extra, const char *env)
     snprintf(cmd, sizeof cmd,
              "%s %s/deba-train --arch cnn_small --dataset fashion-mnist --subset 512 --test-subset 256 "
              "--epochs 3 --seed 7 --method fixed --batch 64 --device cpu --quiet --out %s %s 2>%s/stderr.txt",
-             env ? env : "", tu_bindir(), out, extra ? extra : "", tmp);
+             env ? env : "", tu_bindir(), out, extra ? extra : "", g_dir);
     return tu_run(cmd);
 }
 
@@ -341,9 +339,9 @@ static void test_eval_batch_resume(void **state)
     (void)state;
     if (!tu_exists(FMNIST)) skip();
     char a[4096], b[4096], c[4096];
-    snprintf(a, sizeof a, "%s/eb-a", tmp);
-    snprintf(b, sizeof b, "%s/eb-b", tmp);
-    snprintf(c, sizeof c, "%s/eb-c", tmp);
+    snprintf(a, sizeof a, "%s/eb-a", g_dir);
+    snprintf(b, sizeof b, "%s/eb-b", g_dir);
+    snprintf(c, sizeof c, "%s/eb-c", g_dir);
     assert_int_equal(train(a, "--eval-batch 96", NULL), 0);
     assert_int_equal(train(b, "--eval-batch 96", "DEBA_FAULT_KILL_AT_STEP=11"), 137);   /* epoch 2, step 3 */
     assert_int_equal(train(b, "--eval-batch 96 --resume", NULL), 0);
@@ -362,20 +360,6 @@ static void test_eval_batch_resume(void **state)
     deba_trace_free(&tb);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    tmp = tu_mkdtemp();
-    return tmp ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(tmp);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,5 +374,5 @@ int main(void)
         cmocka_unit_test(test_train_after_eval_efficientnet),
         cmocka_unit_test(test_eval_batch_resume),
     };
-    return cmocka_run_group_tests_name("infer", tests, setup, teardown);
+    return cmocka_run_group_tests_name("infer", tests, tu_dir_setup, tu_dir_teardown);
 }
