@@ -1,12 +1,14 @@
 /* 2-D convolution on the CPU for any window (kh x kw, per-axis stride and dilation, padding
- * before/after each axis): im2col + sgemm over chunks of samples (the builder picks the chunk so
- * each GEMM has enough columns), per-group GEMMs, and a direct OpenMP path for depthwise
- * convolution that needs no column buffer. Kernel taps that only ever read padding
- * (a 3x3 conv on a 1x1 map has one live tap) are left out of the columns and the GEMM; the
- * weights are packed to the live taps in scratch for that. */
+ * before/after each axis): im2col + sgemm over chunks of samples, either each thread on its own
+ * few samples or the whole team on each GEMM of the builder's chunks (chosen per layer shape, see
+ * "GEMM path"), per-group GEMMs, and a direct OpenMP path for depthwise convolution that needs no
+ * column buffer. Kernel taps that only ever read padding (a 3x3 conv on a 1x1 map has one live
+ * tap) are left out of the columns and the GEMM; the weights are packed to the live taps in
+ * scratch for that. */
 #include "trainer/backend/cpu/cpu_kernels.h"
 #include "trainer/layers/conv_taps.h"
 
+#include <omp.h>
 #include <string.h>
 
 /* One axis of the window: tap t of output o reads input o*s + t*d - p (p: padding before). */
@@ -74,102 +76,126 @@ static void tap_table(int *tab, int ki, int kj, const conv_geo *q)
         }
 }
 
+/* Every live tap's table, tab[t*P + p]; NULL when the plane copies row-wise instead. Each thread
+ * builds its own (on its stack) at the start of a parallel region. */
+static const int *tap_tables(int *tab, const conv_geo *q)
+{
+    if (!use_table(q)) return NULL;
+    for (int t = 0; t < q->nt; t++) tap_table(tab + t * q->P, q->taps[t] / q->kw, q->taps[t] % q->kw, q);
+    return tab;
+}
+
+/* Row r (channel, live tap) of the columns of samples [0, m) of x (m, cin, H, W): col has rows
+ * of ld floats, sample s at column s*P. A parallel loop over rows and a thread working alone on
+ * its own samples both come here. */
+static void im2col_row(float *col, int64_t ld, const float *x, int m, const conv_geo *q, const int *tab, int r)
+{
+    const int nt = q->nt, ci = r / nt;
+    float *row = col + r * ld;
+    if (tab) {
+        const int *tb = tab + (r % nt) * q->P;
+        for (int s = 0; s < m; s++) {
+            float *dst = row + s * q->P;
+            const float *xp = x + ((int64_t)s * q->cin + ci) * q->HW;
+            for (int64_t i = 0; i < q->P; i++) dst[i] = tb[i] >= 0 ? xp[tb[i]] : 0.f;
+        }
+        return;
+    }
+    const int ki = q->taps[r % nt] / q->kw, kj = q->taps[r % nt] % q->kw;
+    int oh0, oh1, ow0, ow1;
+    tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
+    tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
+    for (int s = 0; s < m; s++) {
+        float *dst = row + s * q->P;
+        const float *xp = x + ((int64_t)s * q->cin + ci) * q->HW;
+        if (oh0 > 0) memset(dst, 0, sizeof(float) * (size_t)oh0 * q->OW);
+        for (int oh = oh0; oh < oh1; oh++) {
+            float *d = dst + (int64_t)oh * q->OW;
+            const float *xr = xp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
+            for (int ow = 0; ow < ow0; ow++) d[ow] = 0.f;
+            if (q->sw == 1)
+                memcpy(d + ow0, xr + ow0, sizeof(float) * (size_t)(ow1 - ow0));
+            else
+                for (int ow = ow0; ow < ow1; ow++) d[ow] = xr[ow * q->sw];
+            for (int ow = ow1; ow < q->OW; ow++) d[ow] = 0.f;
+        }
+        if (oh1 < q->OH) memset(dst + (int64_t)oh1 * q->OW, 0, sizeof(float) * (size_t)(q->OH - oh1) * q->OW);
+    }
+}
+
 /* x (m, cin, H, W) -> col (cin*nt, m*P): row (ci, live tap), column (sample, oh, ow). */
 static void im2col(float *col, const float *x, int m, const conv_geo *q)
 {
-    const int nt = q->nt, rows = q->cin * nt;
-    const int64_t ld = (int64_t)m * q->P;
-    if (use_table(q)) {
+    const int rows = q->cin * q->nt;
 #pragma omp parallel
-        {
-            int tab[TR_CONV_TABLE_MAX];
-            for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / q->kw, q->taps[t] % q->kw, q);
+    {
+        int tab[TR_CONV_TABLE_MAX];
+        const int *tb = tap_tables(tab, q);
 #pragma omp for schedule(static)
-            for (int r = 0; r < rows; r++) {
-                const int ci = r / nt, *tb = tab + (r % nt) * q->P;
-                for (int s = 0; s < m; s++) {
-                    float *dst = col + r * ld + s * q->P;
-                    const float *xp = x + ((int64_t)s * q->cin + ci) * q->HW;
-                    for (int64_t i = 0; i < q->P; i++) dst[i] = tb[i] >= 0 ? xp[tb[i]] : 0.f;
-                }
+        for (int r = 0; r < rows; r++) im2col_row(col, (int64_t)m * q->P, x, m, q, tb, r);
+    }
+}
+
+/* dx planes (s, ci), s in [s0, s1), += the column rows of channel ci (rows of ld floats, sample
+ * s at column s*P): the adjoint of im2col. Every element adds its taps one at a time in
+ * ascending order, whichever loop calls this, so the sum does not depend on how the planes are
+ * shared out. With tap tables the channel's taps are outermost: each column row is read front
+ * to back while the channel's small planes of dx stay in L1. */
+static void col2im_channel(float *dx, const float *dcol, int64_t ld, const conv_geo *q, const int *tab, int ci,
+                           int s0, int s1)
+{
+    const int kw = q->kw, nt = q->nt;
+    if (tab) {
+        for (int t = 0; t < nt; t++) {
+            const float *src = dcol + ((int64_t)ci * nt + t) * ld;
+            const int *tb = tab + t * q->P;
+            for (int s = s0; s < s1; s++) {
+                float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
+                const float *sp = src + (int64_t)s * q->P;
+                for (int64_t i = 0; i < q->P; i++)
+                    if (tb[i] >= 0) dxp[tb[i]] += sp[i];
             }
         }
         return;
     }
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-        int ci = r / nt, ki = q->taps[r % nt] / q->kw, kj = q->taps[r % nt] % q->kw;
-        int oh0, oh1, ow0, ow1;
-        tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
-        tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
-        for (int s = 0; s < m; s++) {
-            float *dst = col + r * ld + s * q->P;
-            const float *xp = x + ((int64_t)s * q->cin + ci) * q->HW;
-            if (oh0 > 0) memset(dst, 0, sizeof(float) * (size_t)oh0 * q->OW);
+    for (int s = s0; s < s1; s++) {
+        float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
+        for (int t = 0; t < nt; t++) {
+            const int ki = q->taps[t] / kw, kj = q->taps[t] % kw;
+            const float *src = dcol + ((int64_t)ci * nt + t) * ld + s * q->P;
+            int oh0, oh1, ow0, ow1;
+            tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
+            tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
             for (int oh = oh0; oh < oh1; oh++) {
-                float *d = dst + (int64_t)oh * q->OW;
-                const float *xr = xp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
-                for (int ow = 0; ow < ow0; ow++) d[ow] = 0.f;
+                float *d = dxp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
+                const float *sr = src + (int64_t)oh * q->OW;
                 if (q->sw == 1)
-                    memcpy(d + ow0, xr + ow0, sizeof(float) * (size_t)(ow1 - ow0));
+                    for (int ow = ow0; ow < ow1; ow++) d[ow] += sr[ow];
                 else
-                    for (int ow = ow0; ow < ow1; ow++) d[ow] = xr[ow * q->sw];
-                for (int ow = ow1; ow < q->OW; ow++) d[ow] = 0.f;
+                    for (int ow = ow0; ow < ow1; ow++) d[ow * q->sw] += sr[ow];
             }
-            if (oh1 < q->OH) memset(dst + (int64_t)oh1 * q->OW, 0, sizeof(float) * (size_t)(q->OH - oh1) * q->OW);
         }
     }
 }
 
-/* dx (m, cin, H, W) += col2im(dcol): the adjoint of im2col. One thread per (sample, channel)
- * plane, or per channel on small maps, so no two threads add into the same element; either way
- * each element sums its taps in ascending order. */
+/* dx (m, cin, H, W) += col2im(dcol), dcol (cin*nt, m*P): one thread per channel on small maps
+ * (tap tables), else per (sample, channel) plane, so no two threads add into the same element. */
 static void col2im_add(float *dx, const float *dcol, int m, const conv_geo *q)
 {
-    const int kw = q->kw, nt = q->nt;
     const int64_t ld = (int64_t)m * q->P;
-    if (use_table(q)) {
-        /* channel outermost: each column row is read front to back (sample by sample), while
-         * the channel's m small planes of dx stay in L1 across its taps */
 #pragma omp parallel
-        {
-            int tab[TR_CONV_TABLE_MAX];
-            for (int t = 0; t < nt; t++) tap_table(tab + t * q->P, q->taps[t] / kw, q->taps[t] % kw, q);
+    {
+        int tab[TR_CONV_TABLE_MAX];
+        const int *tb = tap_tables(tab, q);
+        if (tb) {
 #pragma omp for schedule(static)
-            for (int ci = 0; ci < q->cin; ci++)
-                for (int t = 0; t < nt; t++) {
-                    const float *src = dcol + ((int64_t)ci * nt + t) * ld;
-                    const int *tb = tab + t * q->P;
-                    for (int s = 0; s < m; s++) {
-                        float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
-                        const float *sp = src + (int64_t)s * q->P;
-                        for (int64_t i = 0; i < q->P; i++)
-                            if (tb[i] >= 0) dxp[tb[i]] += sp[i];
-                    }
-                }
+            for (int ci = 0; ci < q->cin; ci++) col2im_channel(dx, dcol, ld, q, tb, ci, 0, m);
+        } else {
+#pragma omp for collapse(2) schedule(static)
+            for (int s = 0; s < m; s++)
+                for (int ci = 0; ci < q->cin; ci++) col2im_channel(dx, dcol, ld, q, NULL, ci, s, s + 1);
         }
-        return;
     }
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int s = 0; s < m; s++)
-        for (int ci = 0; ci < q->cin; ci++) {
-            float *dxp = dx + ((int64_t)s * q->cin + ci) * q->HW;
-            for (int t = 0; t < nt; t++) {
-                const int ki = q->taps[t] / kw, kj = q->taps[t] % kw;
-                const float *src = dcol + ((int64_t)ci * nt + t) * ld + s * q->P;
-                int oh0, oh1, ow0, ow1;
-                tr_cpu_valid_range(row_off(q, ki), q->sh, q->H, q->OH, &oh0, &oh1);
-                tr_cpu_valid_range(col_off(q, kj), q->sw, q->W, q->OW, &ow0, &ow1);
-                for (int oh = oh0; oh < oh1; oh++) {
-                    float *d = dxp + (int64_t)(oh * q->sh + row_off(q, ki)) * q->W + col_off(q, kj);
-                    const float *sr = src + (int64_t)oh * q->OW;
-                    if (q->sw == 1)
-                        for (int ow = ow0; ow < ow1; ow++) d[ow] += sr[ow];
-                    else
-                        for (int ow = ow0; ow < ow1; ow++) d[ow * q->sw] += sr[ow];
-                }
-            }
-        }
 }
 
 /* The weights (cout, cin/g, kh, kw) restricted to the live taps: (cout, cin/g * nt). */
@@ -288,6 +314,32 @@ static int is_depthwise(const conv_geo *q) { return q->groups == q->cin && q->ci
 
 /* ---- GEMM path ---- */
 
+/* The GEMM work of a batch is shared among the threads in one of two ways:
+ * - shared: the builder's chunks of ws_max_samples samples, each put through im2col by the whole
+ *   team, one GEMM cut into slabs across it (tr_cpu_sgemm) and a copy-out by the team, three or
+ *   more parallel regions per chunk, with a chunk's columns (up to 8 MiB) passing through every
+ *   core's cache between them;
+ * - per thread: one parallel region for the forward (and one per chunk for the input-gradient
+ *   half of backward), each thread taking chunks of c samples through im2col, its own
+ *   single-threaded GEMM and the copy-out, with the chunk's columns in its own L2.
+ * A per-thread chunk is the same GEMM whichever thread runs it, and c depends on the layer's
+ * shape and the batch alone, so those results do not depend on the thread count. (OpenBLAS's
+ * sums do depend on a GEMM's N, e.g. its direct and small-matrix kernels take only some shapes:
+ * the two ways may differ in the last bits.) The weight gradient, a sum over every sample, stays
+ * one shared GEMM per chunk in the builder's order. */
+
+/* Per-thread chunks: as many samples as keep the chunk's columns and GEMM output within this
+ * many bytes (a constant, not the host's L2, so every machine cuts the same chunks). */
+#define TR_CONV_THREAD_BYTES ((int64_t)1 << 20)
+/* ...but at least this many columns per output channel of a group, as the builder's chunks
+ * (trainer/layers/conv.c): every chunk streams the whole weight matrix through its GEMM, 2.4 MB
+ * on resnet18's 2x2 stage, so layers with large weights and small maps want many samples. */
+#define TR_CONV_COLS_PER_COUT 4
+/* Output maps smaller than this stay shared: on 2x2 and 1x1 maps (resnet18's last two stages,
+ * DenseNet's and EfficientNet's) the per-thread way measured level to 8% slower, on 4x4 and
+ * larger maps its forward 4-42% faster (bench_conv, docs/performance.md). */
+#define TR_CONV_THREAD_MIN_P 16
+
 /* Scratch: [packed weights, packed weight grads when taps are dropped | columns | GEMM output] */
 typedef struct {
     float *wc, *dwc, *col, *tmp;
@@ -304,7 +356,133 @@ static conv_ws ws_of(float *ws, const conv_geo *q, int nb)
     return c;
 }
 
-void tr_cpu_conv2d_forward(tr_graph *g, tr_node *nd, int n)
+/* The per-thread chunk for this layer and a batch of n samples whose scratch holds nb, or 0 for
+ * the shared way (want 0, or fewer than two samples' room). want > 0 asks for that many samples
+ * (bench_conv's sweep); want < 0 is the rule: shared below TR_CONV_THREAD_MIN_P outputs per map,
+ * else as many samples as TR_CONV_THREAD_BYTES holds (or TR_CONV_COLS_PER_COUT asks), evening the
+ * chunks out to an even number of nearly equal ones so two threads get the same work. Never more
+ * than half the room, so two threads' chunks fit in the scratch; a third thread and more share
+ * the slabs that fit. Depends on the shape and the batch only, never on the thread count. */
+static int thread_chunk_of(const conv_geo *q, int nb, int n, int want)
+{
+    const int room = nb < n ? nb : n;
+    if (want == 0 || room < 2 || (want < 0 && q->P < TR_CONV_THREAD_MIN_P)) return 0;
+    int c = want;
+    if (want < 0) {
+        const int64_t per = (int64_t)sizeof(float) * ((int64_t)q->cin * q->nt + q->cout) * q->P,
+                      by_weights = ((int64_t)TR_CONV_COLS_PER_COUT * q->coutg + q->P - 1) / q->P;
+        int64_t cc = TR_CONV_THREAD_BYTES / per;
+        if (cc < by_weights) cc = by_weights;
+        c = cc < 1 ? 1 : cc > room ? room : (int)cc;
+    }
+    if (c > room / 2) c = room / 2;
+    if (want < 0) {
+        int k = (n + c - 1) / c;
+        k += k & 1;
+        c = (n + k - 1) / k;
+    }
+    return c;
+}
+
+/* Floats of scratch one thread's chunk of c samples uses: its columns, and the GEMM output
+ * unless one sample's (cout, P) result is written straight into y. */
+static int64_t slab_of(const conv_geo *q, int c)
+{
+    if (c == 1 && is_pointwise(q)) return 0;
+    return (int64_t)c * q->cin * q->nt * q->P + (c > 1 ? (int64_t)c * q->cout * q->P : 0);
+}
+
+/* Threads that get a chunk: no more than the chunks, nor than the slabs the scratch holds. */
+static int team_of(int chunks, int64_t slab, int64_t room)
+{
+    int t = omp_get_max_threads();
+    if (slab > 0 && room / slab < t) t = (int)(room / slab);
+    if (t > chunks) t = chunks;
+    return t < 1 ? 1 : t;
+}
+
+/* y (n, cout, OH, OW) = conv(x) + b, each thread on its own chunks of c samples. */
+static void forward_per_thread(const conv_geo *q, float *y, const float *x, const float *w, const float *b,
+                               float *scratch, int64_t room, int n, int c)
+{
+    const int chunks = (n + c - 1) / c;
+    const int64_t slab = slab_of(q, c);
+#pragma omp parallel num_threads(team_of(chunks, slab, room))
+    {
+        int tab[TR_CONV_TABLE_MAX];
+        const int *tb = tap_tables(tab, q);
+        float *col = scratch + omp_get_thread_num() * slab, *tmp = col + (int64_t)c * q->cin * q->nt * q->P;
+#pragma omp for schedule(static)
+        for (int k = 0; k < chunks; k++) {
+            const int s0 = k * c, m = n - s0 < c ? n - s0 : c;
+            const int64_t ld = (int64_t)m * q->P;
+            const float *xs = x + (int64_t)s0 * q->cin * q->HW, *cp = xs;
+            float *ys = y + (int64_t)s0 * q->cout * q->P;
+            if (slab > 0) {
+                for (int r = 0; r < q->cin * q->nt; r++) im2col_row(col, ld, xs, m, q, tb, r);
+                cp = col;
+            }
+            float *dst = m == 1 ? ys : tmp;
+            for (int gi = 0; gi < q->groups; gi++)
+                tr_cpu_sgemm(0, 0, q->coutg, (int)ld, q->Kg, 1.f, w + (int64_t)gi * q->coutg * q->Kg, q->Kg,
+                             cp + (int64_t)gi * q->Kg * ld, (int)ld, 0.f, dst + (int64_t)gi * q->coutg * ld, (int)ld);
+            if (m == 1 && !b) continue;
+            for (int s = 0; s < m; s++)
+                for (int co = 0; co < q->cout; co++) {
+                    float *yo = ys + ((int64_t)s * q->cout + co) * q->P;
+                    const float *src = dst + (int64_t)co * ld + (int64_t)s * q->P;
+                    const float bv = b ? b[co] : 0.f;
+                    if (m == 1) {
+#pragma omp simd
+                        for (int64_t i = 0; i < q->P; i++) yo[i] += bv;
+                    } else {
+#pragma omp simd
+                        for (int64_t i = 0; i < q->P; i++) yo[i] = src[i] + bv;
+                    }
+                }
+        }
+    }
+}
+
+/* y = conv(x) + b the shared way, chunk by chunk of the builder's nb samples. */
+static void forward_shared(const conv_geo *q, float *y, const float *x, const float *w, const float *b,
+                           const conv_ws *ws, int n, int nb)
+{
+    for (int s0 = 0; s0 < n; s0 += nb) {
+        const int m = n - s0 < nb ? n - s0 : nb;
+        const int64_t ld = (int64_t)m * q->P;
+        const float *xs = x + (int64_t)s0 * q->cin * q->HW;
+        float *ys = y + (int64_t)s0 * q->cout * q->P;
+        const float *cp = xs;
+        if (!(m == 1 && is_pointwise(q))) {
+            im2col(ws->col, xs, m, q);
+            cp = ws->col;
+        }
+        /* one sample: the GEMM's (cout, P) result already is the NCHW output */
+        float *dst = m == 1 ? ys : ws->tmp;
+        for (int gi = 0; gi < q->groups; gi++)
+            tr_cpu_sgemm(0, 0, q->coutg, (int)ld, q->Kg, 1.f, w + (int64_t)gi * q->coutg * q->Kg, q->Kg,
+                         cp + (int64_t)gi * q->Kg * ld, (int)ld, 0.f, dst + (int64_t)gi * q->coutg * ld, (int)ld);
+        if (m == 1 && !b) continue;
+        /* (cout, m, P) -> (m, cout, P), adding the bias on the way */
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int s = 0; s < m; s++)
+            for (int co = 0; co < q->cout; co++) {
+                float *yo = ys + ((int64_t)s * q->cout + co) * q->P;
+                const float *src = dst + (int64_t)co * ld + (int64_t)s * q->P;
+                float bv = b ? b[co] : 0.f;
+                if (m == 1) {
+#pragma omp simd
+                    for (int64_t i = 0; i < q->P; i++) yo[i] += bv;
+                } else {
+#pragma omp simd
+                    for (int64_t i = 0; i < q->P; i++) yo[i] = src[i] + bv;
+                }
+            }
+    }
+}
+
+void tr_cpu_conv2d_forward_as(tr_graph *g, tr_node *nd, int n, int chunk)
 {
     conv_geo q = geo_of(g, nd);
     const float *x = g->tensors[nd->in[0]].data;
@@ -315,47 +493,46 @@ void tr_cpu_conv2d_forward(tr_graph *g, tr_node *nd, int n)
         dw_forward(&q, y, x, w, b, n);
         return;
     }
-    const int nb = chunk_of(nd, n);
+    const int nb = chunk_of(nd, n), c = thread_chunk_of(&q, nb, n, chunk);
     conv_ws ws = ws_of(g->ws, &q, nb);
     if (!all_taps(&q)) {
         pack_live(ws.wc, w, &q);
         w = ws.wc;
     }
-    for (int s0 = 0; s0 < n; s0 += nb) {
-        const int m = n - s0 < nb ? n - s0 : nb;
-        const int64_t ld = (int64_t)m * q.P;
-        const float *xs = x + (int64_t)s0 * q.cin * q.HW;
-        float *ys = y + (int64_t)s0 * q.cout * q.P;
-        const float *cp = xs;
-        if (!(m == 1 && is_pointwise(&q))) {
-            im2col(ws.col, xs, m, &q);
-            cp = ws.col;
+    if (c > 0)
+        forward_per_thread(&q, y, x, w, b, ws.col, nd->ws_per_sample * nb, n, c);
+    else
+        forward_shared(&q, y, x, w, b, &ws, n, nb);
+}
+
+/* dx (m, cin, H, W) += W^T dy for one chunk of the batch, dy as (cout, m*P) in dyc, each thread
+ * on its own chunks of c samples: their dcol (in the thread's slab of the columns' scratch, free
+ * once the weight gradient has read it, packed to c*P columns so it spans few pages) is computed
+ * and scattered into dx while it is in the thread's L2. */
+static void dx_per_thread(const conv_geo *q, float *dx, const float *w, const float *dyc, float *scratch, int m, int c)
+{
+    const int chunks = (m + c - 1) / c;
+    const int64_t ld = (int64_t)m * q->P, slab = (int64_t)c * q->cin * q->nt * q->P;
+#pragma omp parallel num_threads(team_of(chunks, slab, (int64_t)m * q->cin * q->nt * q->P))
+    {
+        int tab[TR_CONV_TABLE_MAX];
+        const int *tb = tap_tables(tab, q);
+        float *dcol = scratch + omp_get_thread_num() * slab;
+#pragma omp for schedule(static)
+        for (int k = 0; k < chunks; k++) {
+            const int s0 = k * c, mk = m - s0 < c ? m - s0 : c;
+            const int64_t lk = (int64_t)mk * q->P;
+            for (int gi = 0; gi < q->groups; gi++)
+                tr_cpu_sgemm(1, 0, q->Kg, (int)lk, q->coutg, 1.f, w + (int64_t)gi * q->coutg * q->Kg, q->Kg,
+                             dyc + (int64_t)gi * q->coutg * ld + (int64_t)s0 * q->P, (int)ld, 0.f,
+                             dcol + (int64_t)gi * q->Kg * lk, (int)lk);
+            float *dxk = dx + (int64_t)s0 * q->cin * q->HW;
+            for (int ci = 0; ci < q->cin; ci++) col2im_channel(dxk, dcol, lk, q, tb, ci, 0, mk);
         }
-        /* one sample: the GEMM's (cout, P) result already is the NCHW output */
-        float *dst = m == 1 ? ys : ws.tmp;
-        for (int gi = 0; gi < q.groups; gi++)
-            tr_cpu_sgemm(0, 0, q.coutg, (int)ld, q.Kg, 1.f, w + (int64_t)gi * q.coutg * q.Kg, q.Kg,
-                         cp + (int64_t)gi * q.Kg * ld, (int)ld, 0.f, dst + (int64_t)gi * q.coutg * ld, (int)ld);
-        if (m == 1 && !b) continue;
-        /* (cout, m, P) -> (m, cout, P), adding the bias on the way */
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int s = 0; s < m; s++)
-            for (int co = 0; co < q.cout; co++) {
-                float *yo = ys + ((int64_t)s * q.cout + co) * q.P;
-                const float *src = dst + (int64_t)co * ld + (int64_t)s * q.P;
-                float bv = b ? b[co] : 0.f;
-                if (m == 1) {
-#pragma omp simd
-                    for (int64_t i = 0; i < q.P; i++) yo[i] += bv;
-                } else {
-#pragma omp simd
-                    for (int64_t i = 0; i < q.P; i++) yo[i] = src[i] + bv;
-                }
-            }
     }
 }
 
-void tr_cpu_conv2d_backward(tr_graph *g, tr_node *nd, int n)
+void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
 {
     conv_geo q = geo_of(g, nd);
     const float *x = g->tensors[nd->in[0]].data;
@@ -413,6 +590,11 @@ void tr_cpu_conv2d_backward(tr_graph *g, tr_node *nd, int n)
                          cp + (int64_t)gi * q.Kg * ld, (int)ld, 1.f, dwg + (int64_t)gi * q.coutg * q.Kg, q.Kg);
         if (!dx) continue;
         float *dxs = dx + (int64_t)s0 * q.cin * q.HW;
+        const int c = direct ? 0 : thread_chunk_of(&q, m, m, chunk);
+        if (c > 0) {
+            dx_per_thread(&q, dxs, w, dyc, ws.col, m, c);
+            continue;
+        }
         /* pointwise, one sample: W^T dy is dx's layout already, accumulate straight into it */
         float *dcol = direct ? dxs : ws.col;
         for (int gi = 0; gi < q.groups; gi++)
@@ -423,3 +605,7 @@ void tr_cpu_conv2d_backward(tr_graph *g, tr_node *nd, int n)
     }
     if (dwg != dw) unpack_live_add(dw, dwg, &q);
 }
+
+void tr_cpu_conv2d_forward(tr_graph *g, tr_node *nd, int n) { tr_cpu_conv2d_forward_as(g, nd, n, -1); }
+
+void tr_cpu_conv2d_backward(tr_graph *g, tr_node *nd, int n) { tr_cpu_conv2d_backward_as(g, nd, n, -1); }

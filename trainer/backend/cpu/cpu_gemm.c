@@ -14,7 +14,9 @@ void tr_cpu_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float 
                   int ldb, float beta, float *C, int ldc)
 {
     const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* inside any parallel region, a one-thread team included, the caller has shared out the work
+     * already: a team opened here would be a nested one, started afresh on every call */
+    int nt = omp_get_level() > 0 ? 1 : omp_get_max_threads();
     if ((double)M * N * K < TR_GEMM_SPLIT_MIN || M <= 0 || N <= 0) nt = 1;
     if (nt == 1 || K <= 0) {
         cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -8,6 +8,11 @@
 /* trainer/backend/cpu/cpu_conv.c */
 void tr_cpu_conv2d_forward(tr_graph *g, tr_node *nd, int n);
 void tr_cpu_conv2d_backward(tr_graph *g, tr_node *nd, int n);
+/* The same with the way the threads share the work chosen by the caller (tests, bench_conv):
+ * chunk 0 = the team on each GEMM of the builder's chunks, chunk > 0 = each thread on its own
+ * chunks of that many samples, chunk < 0 = as the two above choose by the layer's shape. */
+void tr_cpu_conv2d_forward_as(tr_graph *g, tr_node *nd, int n, int chunk);
+void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk);
 /* trainer/backend/cpu/cpu_norm.c */
 void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n);
 void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n);
@@ -35,7 +40,8 @@ void tr_cpu_sgd_moments(tr_backend *be, float *p, const float *g, float *m, int6
 
 /* trainer/backend/cpu/cpu_gemm.c: row-major C = alpha op(A) op(B) + beta C, threaded by
  * splitting C across the OpenMP team (OpenBLAS itself is set to one thread by the backend).
- * Use this instead of cblas_sgemm in CPU ops, outside parallel regions. */
+ * Use this instead of cblas_sgemm in CPU ops; inside a parallel region it is one
+ * single-threaded call on the calling thread. */
 void tr_cpu_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                   int ldb, float beta, float *C, int ldc);
 
