@@ -1,6 +1,6 @@
 /* How the CPU engine's cost per sample moves with the batch size: full training steps
  * (tr_train_step) of one model at B = 16 ... 512, interleaved repeats, medians and ranges, and
- * per op kind the time per sample at each B (the CPU backend's op timing), relative to B = 16,
+ * per op kind (every kind the CPU backend timed) the time per sample at each B, relative to B = 16,
  * so it shows which op stops scaling; the process CPU time per sample beside the wall clock.
  * Usage: bench_scaling [arch[:c:size]] [B,B,...] [reps] [s] */
 #include <stdio.h>
@@ -100,13 +100,16 @@ static double run_steps(tr_graph *g, int n, double secs, double *cpu_ms, double 
     return steps * n / t;
 }
 
-/* The op kinds of the breakdown, as cpu_timing.c names them. */
-static const char *const OPS[] = {"conv2d.forward",    "conv2d.backward", "batchnorm.forward", "batchnorm.backward",
-                                  "act.forward",       "act.backward",    "maxpool.forward",   "maxpool.backward",
-                                  "avgpool.forward",   "avgpool.backward", "adaptive_avgpool.forward",
-                                  "adaptive_avgpool.backward", "add.forward", "add.backward", "linear.forward",
-                                  "linear.backward",   "xent",            "sgd+grad_moments"};
-#define N_OPS (int)(sizeof OPS / sizeof OPS[0])
+/* Index of name in the breakdown's rows, added on first sight (every op kind the backend timed,
+ * in the order first seen), or -1 when the table is full. */
+static int row_index(op_rows *names, const char *name)
+{
+    for (int i = 0; i < names->n; i++)
+        if (!strcmp(names->name[i], name)) return i;
+    if (names->n == MAX_OPS) return -1;
+    snprintf(names->name[names->n], sizeof names->name[names->n], "%s", name);
+    return names->n++;
+}
 
 int main(int argc, char **argv)
 {
@@ -165,7 +168,8 @@ int main(int argc, char **argv)
     tr_graph_set_batch(g, x, y, bmax);
 
     static double sps[MAX_B][MAX_REPS], cpu[MAX_B][MAX_REPS];
-    static double op_us[MAX_B][N_OPS];   /* µs per sample, summed over reps */
+    static op_rows names;   /* the op kinds of the breakdown, as cpu_timing.c names them */
+    static double op_us[MAX_B][MAX_OPS];   /* µs per sample, summed over reps */
     if (tr_backend_timing_start(be, &e) != DEBA_OK) {
         fprintf(stderr, "bench_scaling: error: %s\n", e.msg);
         return 1;
@@ -181,8 +185,10 @@ int main(int argc, char **argv)
             sps[i][r] = run_steps(g, bs[i], secs, &cpu[i][r], &samples);
             tr_backend_timing_read(be, take_row, &after);
             tr_backend_timing_epoch_end(be);
-            for (int k = 0; k < N_OPS; k++)
-                op_us[i][k] += 1e6 * (row_of(&after, OPS[k]) - row_of(&before, OPS[k])) / samples;
+            for (int k = 0; k < after.n; k++) {
+                const int j = row_index(&names, after.name[k]);
+                if (j >= 0) op_us[i][j] += 1e6 * (after.total[k] - row_of(&before, after.name[k])) / samples;
+            }
         }
 
     printf("bench_scaling: %s %dx%dx%d, %s, %d interleaved repeats of >= %.1f s per batch\n", arch, c, size,
@@ -198,11 +204,11 @@ int main(int argc, char **argv)
     printf("\nper op kind, us per sample (mean over repeats; ratio to B=%d in brackets)\n%-26s", bs[0], "op");
     for (int i = 0; i < nb; i++) printf(" %14d", bs[i]);
     printf("\n");
-    for (int k = 0; k < N_OPS; k++) {
+    for (int k = 0; k < names.n; k++) {
         double any = 0;
         for (int i = 0; i < nb; i++) any += op_us[i][k];
         if (any <= 0) continue;
-        printf("%-26s", OPS[k]);
+        printf("%-26s", names.name[k]);
         for (int i = 0; i < nb; i++) {
             double v = op_us[i][k] / reps, v0 = op_us[0][k] / reps;
             printf(" %7.1f (%4.2f)", v, v0 > 0 ? v / v0 : 0);

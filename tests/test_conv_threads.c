@@ -162,12 +162,13 @@ static void run_case(const conv_case *k)
         close_to(k->what, "dweight", chunks[c], one.dw, ref.dw, ref.dwa, one.nw);
         if (k->bias) close_to(k->what, "dbias", chunks[c], one.db, ref.db, ref.dba, (size_t)k->cout);
         /* per-thread chunks are cut by the shape and batch alone: the same bits on any team (the
-         * bias gradient sums each channel in sample order; the weight gradient is the team's
-         * GEMM either way, its slabs cut by the thread count, so only its value is checked) */
+         * bias and weight gradients are summed in a fixed number of parts of consecutive
+         * chunks, added in order) */
         for (int t = 2; chunks[c] > 0 && t <= 3; t++) {
             conv_out more = conv_run(k, x, dy, chunks[c], t);
             bits_equal(k->what, "y", chunks[c], t, one.y, more.y, ny);
             bits_equal(k->what, "dx", chunks[c], t, one.dx, more.dx, nx);
+            bits_equal(k->what, "dweight", chunks[c], t, one.dw, more.dw, one.nw);
             if (k->bias) bits_equal(k->what, "dbias", chunks[c], t, one.db, more.db, (size_t)k->cout);
             out_free(&more);
         }

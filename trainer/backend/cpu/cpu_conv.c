@@ -319,14 +319,16 @@ static int is_depthwise(const conv_geo *q) { return q->groups == q->cin && q->ci
  *   team, one GEMM cut into slabs across it (tr_cpu_sgemm) and a copy-out by the team, three or
  *   more parallel regions per chunk, with a chunk's columns (up to 8 MiB) passing through every
  *   core's cache between them;
- * - per thread: one parallel region for the forward (and one per chunk for the input-gradient
- *   half of backward), each thread taking chunks of c samples through im2col, its own
- *   single-threaded GEMM and the copy-out, with the chunk's columns in its own L2.
+ * - per thread: one parallel region for the forward and one for the backward (else, when the
+ *   scratch is too small for that, one per builder chunk for the input-gradient half), each
+ *   thread taking chunks of c samples through im2col, its own single-threaded GEMMs and the
+ *   copy-out or col2im, with the chunk's columns in its own L2.
  * A per-thread chunk is the same GEMM whichever thread runs it, and c depends on the layer's
  * shape and the batch alone, so those results do not depend on the thread count. (OpenBLAS's
  * sums do depend on a GEMM's N, e.g. its direct and small-matrix kernels take only some shapes:
- * the two ways may differ in the last bits.) The weight gradient, a sum over every sample, stays
- * one shared GEMM per chunk in the builder's order. */
+ * the two ways may differ in the last bits.) Per thread, the weight and bias gradients, sums
+ * over every sample, are added up in a fixed number of parts of consecutive chunks, then the
+ * parts in order (backward_per_thread); the shared way keeps one GEMM per builder chunk. */
 
 /* Per-thread chunks: as many samples as keep the chunk's columns and GEMM output within this
  * many bytes (a constant, not the host's L2, so every machine cuts the same chunks). */
@@ -532,6 +534,107 @@ static void dx_per_thread(const conv_geo *q, float *dx, const float *w, const fl
     }
 }
 
+/* The weight gradient of the per-thread backward is summed in this many parts, each over its own
+ * consecutive chunks (one GEMM with beta 1 per chunk), then the parts are added in order: the
+ * sums depend on the shape and the batch, never on the team, and two to four threads all work. */
+#define TR_CONV_WGRAD_PARTS 4
+
+/* The whole backward each thread on its own chunks of up to c samples, in one parallel region: dy's
+ * chunk transposed to (cout, m*P) (a sample alone already is), the bias and weight gradients into
+ * the chunk's part, its im2col, then W^T dy and col2im into dx while the columns are in the
+ * thread's L2. The shared way instead opens five or more regions per builder chunk, and
+ * cnn_small's first layer (2 samples per chunk) spent 3.4x its forward there on an idle machine,
+ * 12x with one core busy elsewhere (docs/performance.md). Returns 0, having
+ * done nothing, when the parts and two single-sample slabs do not fit in the room. */
+static int backward_per_thread(const conv_geo *q, float *dx, float *dwg, float *db, const float *dy, const float *x,
+                               const float *w, float *scratch, int64_t room, int n, int c)
+{
+    /* An even number of chunks of nearly equal size, so two threads, and the parts, get the same
+     * number of samples (64 in chunks of 6 would leave 30 and 34); and small enough that the parts
+     * and two threads' slabs fit beside each other: at B=16 cnn_small's last layer (c = 8) left
+     * room for one slab only, and one thread did the whole backward. Shape and batch decide it,
+     * never the team; no fit even for single samples: the shared way. */
+    int chunks, parts, cmax;
+    int64_t slab;
+    const int64_t nw = (int64_t)q->cout * q->Kg, part = nw + q->cout;
+    for (;; c--) {
+        chunks = (n + c - 1) / c;
+        chunks += chunks & 1;
+        if (chunks > n) chunks = n;
+        parts = chunks < TR_CONV_WGRAD_PARTS ? chunks : TR_CONV_WGRAD_PARTS;
+        cmax = (n + chunks - 1) / chunks;
+        slab = slab_of(q, cmax);
+        if (parts * part + 2 * slab <= room) break;
+        if (c == 1) return 0;
+    }
+    const int64_t cols = (int64_t)cmax * q->cin * q->nt * q->P;
+    float *acc = scratch, *slabs = scratch + parts * part;
+#pragma omp parallel num_threads(team_of(parts, slab, room - parts * part))
+    {
+        int tab[TR_CONV_TABLE_MAX];
+        const int *tb = tap_tables(tab, q);
+        float *col = slabs + omp_get_thread_num() * slab, *tmp = col + cols;
+#pragma omp for schedule(static)
+        for (int j = 0; j < parts; j++) {
+            float *dwj = acc + j * part, *dbj = dwj + nw;
+            const int k0 = (int)((int64_t)chunks * j / parts), k1 = (int)((int64_t)chunks * (j + 1) / parts);
+            memset(dbj, 0, sizeof(float) * (size_t)q->cout);
+            for (int k = k0; k < k1; k++) {
+                const int s0 = (int)((int64_t)n * k / chunks), m = (int)((int64_t)n * (k + 1) / chunks) - s0;
+                const int64_t ld = (int64_t)m * q->P;
+                const float *xs = x + (int64_t)s0 * q->cin * q->HW, *dys = dy + (int64_t)s0 * q->cout * q->P;
+                const float *dyc = dys, *cp = xs;
+                if (m > 1) {
+                    for (int co = 0; co < q->cout; co++)
+                        for (int s = 0; s < m; s++)
+                            memcpy(tmp + (int64_t)co * ld + (int64_t)s * q->P, dys + ((int64_t)s * q->cout + co) * q->P,
+                                   sizeof(float) * (size_t)q->P);
+                    dyc = tmp;
+                }
+                if (db)
+                    for (int co = 0; co < q->cout; co++) {
+                        const float *r = dyc + (int64_t)co * ld;
+                        float a = 0.f;
+#pragma omp simd reduction(+ : a)
+                        for (int64_t i = 0; i < ld; i++) a += r[i];
+                        dbj[co] += a;
+                    }
+                if (slab > 0) {
+                    for (int r = 0; r < q->cin * q->nt; r++) im2col_row(col, ld, xs, m, q, tb, r);
+                    cp = col;
+                }
+                for (int gi = 0; gi < q->groups; gi++)
+                    tr_cpu_sgemm(0, 1, q->coutg, q->Kg, (int)ld, 1.f, dyc + (int64_t)gi * q->coutg * ld, (int)ld,
+                                 cp + (int64_t)gi * q->Kg * ld, (int)ld, k == k0 ? 0.f : 1.f,
+                                 dwj + (int64_t)gi * q->coutg * q->Kg, q->Kg);
+                if (!dx) continue;
+                float *dxs = dx + (int64_t)s0 * q->cin * q->HW;
+                /* pointwise, one sample (no slab): W^T dy is dx's layout, accumulate straight in */
+                float *dcol = slab > 0 ? col : dxs;
+                for (int gi = 0; gi < q->groups; gi++)
+                    tr_cpu_sgemm(1, 0, q->Kg, (int)ld, q->coutg, 1.f, w + (int64_t)gi * q->coutg * q->Kg, q->Kg,
+                                 dyc + (int64_t)gi * q->coutg * ld, (int)ld, slab > 0 ? 0.f : 1.f,
+                                 dcol + (int64_t)gi * q->Kg * ld, (int)ld);
+                if (slab > 0)
+                    for (int ci = 0; ci < q->cin; ci++) col2im_channel(dxs, col, ld, q, tb, ci, 0, m);
+            }
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < nw; i++) {
+        float sum = acc[i];
+        for (int j = 1; j < parts; j++) sum += acc[j * part + i];
+        dwg[i] += sum;
+    }
+    if (db)
+        for (int co = 0; co < q->cout; co++) {
+            float sum = acc[nw + co];
+            for (int j = 1; j < parts; j++) sum += acc[j * part + nw + co];
+            db[co] += sum;
+        }
+    return 1;
+}
+
 void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
 {
     conv_geo q = geo_of(g, nd);
@@ -553,6 +656,11 @@ void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
         w = ws.wc;
         memset(ws.dwc, 0, sizeof(float) * (size_t)q.cout * q.Kg);
         dwg = ws.dwc;
+    }
+    const int c = thread_chunk_of(&q, nb, n, chunk);
+    if (c > 0 && backward_per_thread(&q, dx, dwg, db, dy, x, w, ws.col, nd->ws_per_sample * nb, n, c)) {
+        if (dwg != dw) unpack_live_add(dw, dwg, &q);
+        return;
     }
     for (int s0 = 0; s0 < n; s0 += nb) {
         const int m = n - s0 < nb ? n - s0 : nb;

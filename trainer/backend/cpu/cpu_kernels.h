@@ -55,6 +55,44 @@ static inline float *tr_cpu_pgrad(tr_graph *g, const tr_node *nd, int j)
     return g->grads + g->pspecs[nd->param[j]].off;
 }
 
+/* Compiled for AVX2 as well and picked at load (GCC's function multiversioning); clang builds
+ * (fuzzing) use the baseline, which clang 14 does not resolve for C objects here. An OpenMP
+ * region's outlined body is not cloned: a region calls a function marked so. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define DEBA_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DEBA_AVX2_CLONES
+#endif
+
+/* e^v for v <= 0, vectorisable: glibc's expf is a scalar call here (no libmvec without
+ * -ffast-math). Cephes' expf polynomial on v = n ln2 + r, |r| <= ln2/2, 2^n built in the exponent
+ * bits; within 2 ulp of e^v (tests/test_cpu_fastmath.c). v below -87 (-inf included) gives
+ * e^-87 ~ 1.6e-38 instead of less; NaN stays NaN. Clamp and NaN are integer operations on the
+ * bits, which vectorise where a float compare-and-select does not (-ftrapping-math). */
+static inline float tr_cpu_exp_nonpos(float v)
+{
+    union { float f; int i; } a = {.f = v};
+    const int bits = a.i & 0x7fffffff;
+    a.i = (bits < 0x42ae0000 ? bits : 0x42ae0000) | (int)0x80000000;   /* -min(|v|, 87) */
+    const float u = a.f, t = u * 1.44269504088896341f;
+    const int n = (int)(t - 0.5f);   /* t <= 0: rounds to nearest */
+    const float r = (u - (float)n * 0.693359375f) + (float)n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    union { int i; float f; } s = {.i = (n + 127) << 23}, e = {.f = (p * r * r + r + 1.f) * s.f};
+    e.i |= -(bits > 0x7f800000) & 0x7fc00000;   /* NaN in, NaN out */
+    return e.f;
+}
+
+/* trainer/backend/cpu/attention.c: softmax of one row of t floats in place (max-subtracted, the
+ * exponentials above, then scaled by 1/sum), and its backward dp = p (dp - <dp, p>). */
+void tr_cpu_softmax_row(float *p, int t);
+void tr_cpu_softmax_row_backward(float *dp, const float *p, int t);
+
 /* Output positions o in [*lo, *hi) whose input index o*stride + off lies in [0, in). */
 static inline void tr_cpu_valid_range(int off, int stride, int in, int out, int *lo, int *hi)
 {
