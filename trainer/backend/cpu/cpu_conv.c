@@ -403,6 +403,23 @@ static int team_of(int chunks, int64_t slab, int64_t room)
     return t < 1 ? 1 : t;
 }
 
+/* Plane (s, co) of a chunk's output from the GEMM's (cout, m*P) result, adding the bias; with one
+ * sample the GEMM wrote straight into y and only the bias is left to add. */
+static inline void copy_out_plane(float *ys, const float *dst, int64_t ld, const conv_geo *q, const float *b,
+                                  int m, int s, int co)
+{
+    float *yo = ys + ((int64_t)s * q->cout + co) * q->P;
+    const float *src = dst + (int64_t)co * ld + (int64_t)s * q->P;
+    const float bv = b ? b[co] : 0.f;
+    if (m == 1) {
+#pragma omp simd
+        for (int64_t i = 0; i < q->P; i++) yo[i] += bv;
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < q->P; i++) yo[i] = src[i] + bv;
+    }
+}
+
 /* y (n, cout, OH, OW) = conv(x) + b, each thread on its own chunks of c samples. */
 static void forward_per_thread(const conv_geo *q, float *y, const float *x, const float *w, const float *b,
                                float *scratch, int64_t room, int n, int c)
@@ -430,18 +447,7 @@ static void forward_per_thread(const conv_geo *q, float *y, const float *x, cons
                              cp + (int64_t)gi * q->Kg * ld, (int)ld, 0.f, dst + (int64_t)gi * q->coutg * ld, (int)ld);
             if (m == 1 && !b) continue;
             for (int s = 0; s < m; s++)
-                for (int co = 0; co < q->cout; co++) {
-                    float *yo = ys + ((int64_t)s * q->cout + co) * q->P;
-                    const float *src = dst + (int64_t)co * ld + (int64_t)s * q->P;
-                    const float bv = b ? b[co] : 0.f;
-                    if (m == 1) {
-#pragma omp simd
-                        for (int64_t i = 0; i < q->P; i++) yo[i] += bv;
-                    } else {
-#pragma omp simd
-                        for (int64_t i = 0; i < q->P; i++) yo[i] = src[i] + bv;
-                    }
-                }
+                for (int co = 0; co < q->cout; co++) copy_out_plane(ys, dst, ld, q, b, m, s, co);
         }
     }
 }
@@ -469,18 +475,7 @@ static void forward_shared(const conv_geo *q, float *y, const float *x, const fl
         /* (cout, m, P) -> (m, cout, P), adding the bias on the way */
 #pragma omp parallel for collapse(2) schedule(static)
         for (int s = 0; s < m; s++)
-            for (int co = 0; co < q->cout; co++) {
-                float *yo = ys + ((int64_t)s * q->cout + co) * q->P;
-                const float *src = dst + (int64_t)co * ld + (int64_t)s * q->P;
-                float bv = b ? b[co] : 0.f;
-                if (m == 1) {
-#pragma omp simd
-                    for (int64_t i = 0; i < q->P; i++) yo[i] += bv;
-                } else {
-#pragma omp simd
-                    for (int64_t i = 0; i < q->P; i++) yo[i] = src[i] + bv;
-                }
-            }
+            for (int co = 0; co < q->cout; co++) copy_out_plane(ys, dst, ld, q, b, m, s, co);
     }
 }
 
