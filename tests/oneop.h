@@ -1,5 +1,6 @@
 /* A graph on the CPU backend whose ops a kernel test adds, then allocates for a batch of n,
- * shared by the tests that check values by hand (test_conv_window.c, test_cpu_blocking.c). */
+ * shared by the tests that check values by hand (test_conv_window.c, test_cpu_blocking.c,
+ * test_layers.c). */
 #ifndef DEBA_TESTS_ONEOP_H
 #define DEBA_TESTS_ONEOP_H
 

@@ -3,6 +3,7 @@
  * gradient moments, the builders' checks and the backend selection. */
 #include "tests/testutil.h"
 #include "tests/gradcheck.h"
+#include "tests/oneop.h"
 
 #include <math.h>
 #include <omp.h>
@@ -11,43 +12,25 @@
 #include "trainer/graph.h"
 #include "trainer/layers.h"
 
-/* A one-op graph on the CPU backend, for the checks that set inputs and parameters here. */
-typedef struct {
-    tr_backend *be;
-    tr_graph *g;
-} one_op;
+/* A one-op graph on the CPU backend (tests/oneop.h), for the checks that set inputs and
+ * parameters here: no input gradient unless a test asks for one, and training mode chosen when
+ * the graph is finished. */
+typedef net one_op;
 
 static one_op setup_graph(int c, int h, int w)
 {
-    deba_err e = {0};
-    one_op o = {tr_backend_cpu_new(&e), tr_graph_new(c, h, w)};
-    if (!o.be || !o.g) fail_msg("setup: %s", e.msg);
+    one_op o = net_new(c, h, w);
+    o.g->input_grad = 0;
     return o;
 }
 
 static void finish_graph(one_op *o, int out, int n, int training)
 {
-    deba_err e = {0};
-    if (out < 0) fail_msg("build: %s", o->g->err.msg);
-    o->g->output = out;
-    o->g->classes = o->g->tensors[out].w;
+    net_ready(o, out, n);   /* allocating and planning do not depend on the mode */
     o->g->training = training;
-    if (tr_graph_alloc(o->g, o->be, 1, &e) || tr_graph_plan(o->g, n, &e)) fail_msg("%s", e.msg);
 }
 
-static void teardown_graph(one_op *o)
-{
-    tr_graph_free(o->g);
-    tr_backend_free(o->be);
-}
-
-static float *param_of(tr_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_pspecs; i++)
-        if (!strcmp(g->pspecs[i].name, name)) return g->params + g->pspecs[i].off;
-    fail_msg("no parameter %s", name);
-    return NULL;
-}
+static void teardown_graph(one_op *o) { net_free(o); }
 
 static void expect_near(const float *got, const float *want, int64_t m, double tol, const char *what)
 {

@@ -108,18 +108,16 @@ class Monitor:
         if host is not None:   # CPU: no tensors to build, the host already holds every number
             ls = float(loss.detach()) * n if torch.is_tensor(loss) else float(loss) * n
             c = float(correct.detach()) if torch.is_tensor(correct) else float(correct or 0)
-            self.run.add_step(host[0], host[1], numel, ls, n, int(round(c)))
-            self._t_last = time.perf_counter()
-            self._signal_s += self._t_last - t0
-            return
-        m = _device_moments(grads)
-        dev = m.device
-        loss_t = loss.detach().to(dev, torch.float64).reshape(()) if torch.is_tensor(loss) else \
-            torch.tensor(float(loss), dtype=torch.float64, device=dev)
-        corr_t = correct.detach().to(dev, torch.float64).reshape(()) if torch.is_tensor(correct) else \
-            torch.tensor(float(correct or 0), dtype=torch.float64, device=dev)
-        # the one host sync of the step: four numbers
-        gs, gq, ls, c = torch.stack([m[0], m[1], loss_t * n, corr_t]).tolist()
+            gs, gq = host
+        else:
+            m = _device_moments(grads)
+            dev = m.device
+            loss_t = loss.detach().to(dev, torch.float64).reshape(()) if torch.is_tensor(loss) else \
+                torch.tensor(float(loss), dtype=torch.float64, device=dev)
+            corr_t = correct.detach().to(dev, torch.float64).reshape(()) if torch.is_tensor(correct) else \
+                torch.tensor(float(correct or 0), dtype=torch.float64, device=dev)
+            # the one host sync of the step: four numbers
+            gs, gq, ls, c = torch.stack([m[0], m[1], loss_t * n, corr_t]).tolist()
         self.run.add_step(gs, gq, numel, ls, n, int(round(c)))
         self._t_last = time.perf_counter()
         self._signal_s += self._t_last - t0
