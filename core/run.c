@@ -605,6 +605,7 @@ size_t deba_abi_sizeof(const char *type)
         {"deba_trace_row", sizeof(deba_trace_row)},       {"deba_sched_config", sizeof(deba_sched_config)},
         {"deba_run_config", sizeof(deba_run_config)},     {"deba_epoch_result", sizeof(deba_epoch_result)},
         {"deba_err", sizeof(deba_err)},                   {"deba_epochacc", sizeof(deba_epochacc)},
+        {"deba_sgd", sizeof(deba_sgd)},
     };
     for (size_t i = 0; type && i < sizeof t / sizeof *t; i++)
         if (!strcmp(type, t[i].name)) return t[i].size;

@@ -28,52 +28,61 @@ void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq)
     *sumsq = q;
 }
 
-/* Σg and Σg² of one span in float lanes (the loop vectorises at any width), folded into double
- * every 1024 values so no lane sums more than 64 of them. */
+/* Σg and Σg² of one block of at most MANY_FOLD values in float lanes (the loop vectorises at any
+ * width), added to *s and *q in double: no lane sums more than 64 values. Every pass that reports
+ * moments (deba_grad_moments_many, the fused SGD step) sums through this one function, so they
+ * agree bit for bit. */
 #define MANY_LANES 16
 #define MANY_FOLD  1024
+static inline __attribute__((always_inline)) void fold_block(const float *x, int64_t m, double *s, double *q)
+{
+    float ls[MANY_LANES] = {0}, lq[MANY_LANES] = {0};
+    int64_t i = 0;
+    for (; i + MANY_LANES <= m; i += MANY_LANES)
+#pragma omp simd
+        for (int k = 0; k < MANY_LANES; k++) {
+            ls[k] += x[i + k];
+            lq[k] += x[i + k] * x[i + k];
+        }
+    for (int k = 0; i < m; i++, k++) {
+        ls[k] += x[i];
+        lq[k] += x[i] * x[i];
+    }
+    float ts = 0.f, tq = 0.f;
+    for (int k = 0; k < MANY_LANES; k++) {
+        ts += ls[k];
+        tq += lq[k];
+    }
+    *s += ts;
+    *q += tq;
+}
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void span_f32(const float *g, int64_t n, double *sum, double *sumsq)
 {
     double s = 0.0, q = 0.0;
-    for (int64_t lo = 0; lo < n; lo += MANY_FOLD) {
-        int64_t m = n - lo < MANY_FOLD ? n - lo : MANY_FOLD, i = 0;
-        const float *x = g + lo;
-        float ls[MANY_LANES] = {0}, lq[MANY_LANES] = {0};
-        for (; i + MANY_LANES <= m; i += MANY_LANES)
-#pragma omp simd
-            for (int k = 0; k < MANY_LANES; k++) {
-                ls[k] += x[i + k];
-                lq[k] += x[i + k] * x[i + k];
-            }
-        for (int k = 0; i < m; i++, k++) {
-            ls[k] += x[i];
-            lq[k] += x[i] * x[i];
-        }
-        float ts = 0.f, tq = 0.f;
-        for (int k = 0; k < MANY_LANES; k++) {
-            ts += ls[k];
-            tq += lq[k];
-        }
-        s += ts;
-        q += tq;
-    }
+    for (int64_t lo = 0; lo < n; lo += MANY_FOLD) fold_block(g + lo, n - lo < MANY_FOLD ? n - lo : MANY_FOLD, &s, &q);
     *sum = s;
     *sumsq = q;
 }
 
 /* Work is cut into units of at most MANY_UNIT values that never straddle two arrays, a round of
  * up to MANY_ROUND units at a time: the units of a round run in parallel, their sums add in unit
- * order, so the result depends only on the arrays' lengths, never on the thread count. */
+ * order onto *sum and *sumsq, so the result depends only on the arrays' lengths, never on the
+ * thread count, and splitting the arrays over several calls (in order) changes no bit: each call
+ * continues the one running sum. unit(ctx, t, off, n, s, q) does array t's values [off, off + n)
+ * and stores their moments in *s, *q. */
 #define MANY_UNIT  16384
 #define MANY_ROUND 1024
-void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, double *sum, double *sumsq)
+typedef void (*many_unit_fn)(const void *ctx, int t, int64_t off, int64_t n, double *s, double *q);
+
+static void many_units(const int64_t *d, int n, many_unit_fn unit, const void *ctx, double *sum, double *sumsq)
 {
-    const float *up[MANY_ROUND];
-    int64_t un[MANY_ROUND];
-    double us[MANY_ROUND], uq[MANY_ROUND], s = 0.0, q = 0.0;
+    int ut[MANY_ROUND];
+    int64_t uoff[MANY_ROUND], un[MANY_ROUND];
+    double us[MANY_ROUND], uq[MANY_ROUND], s = *sum, q = *sumsq;
     int t = 0;
     int64_t off = 0;
     while (t < n) {
@@ -84,12 +93,13 @@ void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, doub
                 t++, off = 0, k--;
                 continue;
             }
-            up[k] = g[t] + off;
+            ut[k] = t;
+            uoff[k] = off;
             un[k] = left < MANY_UNIT ? left : MANY_UNIT;
             off += un[k];
         }
         #pragma omp parallel for schedule(static) if (k > 1)
-        for (int u = 0; u < k; u++) span_f32(up[u], un[u], &us[u], &uq[u]);
+        for (int u = 0; u < k; u++) unit(ctx, ut[u], uoff[u], un[u], &us[u], &uq[u]);
         for (int u = 0; u < k; u++) {
             s += us[u];
             q += uq[u];
@@ -97,6 +107,142 @@ void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, doub
     }
     *sum = s;
     *sumsq = q;
+}
+
+static void moments_unit(const void *ctx, int t, int64_t off, int64_t n, double *s, double *q)
+{
+    const float *const *g = ctx;
+    span_f32(g[t] + off, n, s, q);
+}
+
+void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, double *sum, double *sumsq)
+{
+    *sum = 0.0;
+    *sumsq = 0.0;
+    many_units(d, n, moments_unit, g, sum, sumsq);
+}
+
+/* ---- the fused SGD step ---- */
+
+/* torch.optim.SGD's scalars as its CPU kernels see them: each alpha is the Python double rounded
+ * to float once (1 − dampening in double first), and every `a.add(b, alpha=x)` is one fused
+ * multiply-add a + x·b (ATen's vectorised kernels and their scalar tails both use FMA on x86-64),
+ * so fmaf here reproduces its bits. */
+typedef struct {
+    float *const *p;
+    const float *const *g;
+    float *const *buf;
+    float sign, wd, mom, damp, nlr;   /* ±1 (maximize), wd, momentum, 1 − dampening, −lr */
+    int mode;                         /* SGD_* flags */
+    int moments;                      /* 0: sum and sumsq are NULL, skip the sums */
+} sgd_ctx;
+
+enum { SGD_WD = 1, SGD_MOM = 2, SGD_FIRST = 4, SGD_NEST = 8 };
+
+/* One element loop per combination of options: called with constant flags, so each copy keeps
+ * only its own arithmetic and vectorises. sign · g is exact (a negation or nothing). */
+static inline __attribute__((always_inline)) void
+sgd_loop(float *restrict p, const float *restrict g, float *restrict b, int64_t m, const sgd_ctx *c,
+         int wd, int mom, int first, int nest)
+{
+    const float sign = c->sign, cw = c->wd, cm = c->mom, cd = c->damp, nlr = c->nlr;
+#pragma omp simd
+    for (int64_t i = 0; i < m; i++) {
+        float d = sign * g[i];
+        if (wd) d = fmaf(p[i], cw, d);
+        if (mom) {
+            float v = first ? d : fmaf(d, cd, b[i] * cm);
+            b[i] = v;
+            d = nest ? fmaf(v, cm, d) : v;
+        }
+        p[i] = fmaf(d, nlr, p[i]);
+    }
+}
+
+#define SGD_CASE(M) \
+    case M: sgd_loop(p, g, b, m, c, (M) & SGD_WD, (M) & SGD_MOM, (M) & SGD_FIRST, (M) & SGD_NEST); break
+static inline __attribute__((always_inline)) void sgd_block(float *p, const float *g, float *b, int64_t m,
+                                                            const sgd_ctx *c)
+{
+    switch (c->mode) {
+        SGD_CASE(0);
+        SGD_CASE(SGD_WD);
+        SGD_CASE(SGD_MOM);
+        SGD_CASE(SGD_MOM | SGD_WD);
+        SGD_CASE(SGD_MOM | SGD_FIRST);
+        SGD_CASE(SGD_MOM | SGD_FIRST | SGD_WD);
+        SGD_CASE(SGD_MOM | SGD_NEST);
+        SGD_CASE(SGD_MOM | SGD_NEST | SGD_WD);
+        SGD_CASE(SGD_MOM | SGD_NEST | SGD_FIRST);
+        SGD_CASE(SGD_MOM | SGD_NEST | SGD_FIRST | SGD_WD);
+    }
+}
+#undef SGD_CASE
+
+/* A unit's update, each block of MANY_FOLD gradient values summed (fold_block, as span_f32 does)
+ * then applied while it is still in L1: the gradient comes from memory once. The clones give
+ * fmaf a hardware FMA; the default one calls libm's, slower but with the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void sgd_unit(const void *ctx, int t, int64_t off, int64_t n, double *sum, double *sumsq)
+{
+    const sgd_ctx *c = ctx;
+    float *p = c->p[t] + off, *b = c->buf ? c->buf[t] + off : NULL;
+    const float *g = c->g[t] + off;
+    double s = 0.0, q = 0.0;
+    for (int64_t lo = 0; lo < n; lo += MANY_FOLD) {
+        int64_t m = n - lo < MANY_FOLD ? n - lo : MANY_FOLD;
+        if (c->moments) fold_block(g + lo, m, &s, &q);
+        sgd_block(p + lo, g + lo, b ? b + lo : NULL, m, c);
+    }
+    *sum = s;
+    *sumsq = q;
+}
+
+static int finite_ge0(double x)
+{
+    return isfinite(x) && x >= 0.0;
+}
+
+deba_status deba_sgd_moments_many(float *const *p, const float *const *g, float *const *buf, const int64_t *d,
+                                  int n, const deba_sgd *c, double *sum, double *sumsq, deba_err *e)
+{
+    static const char fn[] = "deba_sgd_moments_many";
+    if (!c) return deba_err_set(e, DEBA_E_INPUT, "%s: c (the SGD settings) is NULL", fn);
+    if (!finite_ge0(c->lr)) return deba_err_set(e, DEBA_E_INPUT, "%s: lr must be finite and >= 0 (got %g)", fn, c->lr);
+    if (!finite_ge0(c->momentum))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: momentum must be finite and >= 0 (got %g)", fn, c->momentum);
+    if (!isfinite(c->dampening))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: dampening must be finite (got %g)", fn, c->dampening);
+    if (!finite_ge0(c->weight_decay))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: weight_decay must be finite and >= 0 (got %g)", fn,
+                            c->weight_decay);
+    if (c->nesterov && (c->momentum <= 0.0 || c->dampening != 0.0))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: nesterov needs momentum > 0 and dampening 0 (got momentum %g, "
+                            "dampening %g)", fn, c->momentum, c->dampening);
+    if (n < 0) return deba_err_set(e, DEBA_E_INPUT, "%s: n must be >= 0 (got %d)", fn, n);
+    if ((sum == NULL) != (sumsq == NULL))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: sum and sumsq must both be NULL or both be set", fn);
+    if (n > 0 && (!p || !g || !d))
+        return deba_err_set(e, DEBA_E_INPUT, "%s: %s is NULL with n = %d", fn, !p ? "p" : !g ? "g" : "d", n);
+    if (n > 0 && c->momentum != 0.0 && !buf)
+        return deba_err_set(e, DEBA_E_INPUT, "%s: buf is NULL with momentum %g (it holds the momentum buffers)",
+                            fn, c->momentum);
+    for (int i = 0; i < n; i++) {
+        if (d[i] < 0) return deba_err_set(e, DEBA_E_INPUT, "%s: d[%d] must be >= 0 (got %lld)", fn, i, (long long)d[i]);
+        if (d[i] > 0 && (!p[i] || !g[i] || (c->momentum != 0.0 && !buf[i])))
+            return deba_err_set(e, DEBA_E_INPUT, "%s: %s[%d] is NULL for an array of %lld values", fn,
+                                !p[i] ? "p" : !g[i] ? "g" : "buf", i, (long long)d[i]);
+    }
+    sgd_ctx x = {.p = p, .g = g, .buf = c->momentum != 0.0 ? buf : NULL, .sign = c->maximize ? -1.0f : 1.0f,
+                 .wd = (float)c->weight_decay, .mom = (float)c->momentum, .damp = (float)(1.0 - c->dampening),
+                 .nlr = (float)-c->lr, .moments = sum != NULL};
+    x.mode = (c->weight_decay != 0.0 ? SGD_WD : 0) |
+             (c->momentum != 0.0 ? SGD_MOM | (c->first ? SGD_FIRST : 0) | (c->nesterov ? SGD_NEST : 0) : 0);
+    double s0 = 0.0, q0 = 0.0;
+    many_units(d, n, sgd_unit, &x, sum ? sum : &s0, sumsq ? sumsq : &q0);
+    return DEBA_OK;
 }
 
 double deba_step_var(double sum, double sumsq, int64_t d)

@@ -3,6 +3,7 @@
  * the SPEC formula on small literal inputs. */
 #include "tests/testutil.h"
 
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 
@@ -120,6 +121,301 @@ static void test_grad_moments_many(void **state)
     assert_near(s, 0, 0);
     assert_near(q, 0, 0);
     for (int t = 0; t < N; t++) free(g[t]);
+}
+
+/* ---- deba_sgd_moments_many: the fused SGD step ---- */
+
+/* Arrays of awkward lengths: empty, one value, shorter than a lane row, one short of and one past a
+ * 16384-value unit, and one of several units. */
+static const int64_t SGD_LEN[] = {0, 1, 7, 16383, 16385, 3, 50001};
+enum { SGD_N = sizeof SGD_LEN / sizeof SGD_LEN[0] };
+
+typedef struct {
+    float *p[SGD_N], *g[SGD_N], *b[SGD_N];
+} sgd_arrays;
+
+static float lcg(uint32_t *x, double centre, float scale)
+{
+    *x = *x * 1664525u + 1013904223u;
+    return (float)((double)*x / 4294967296.0 - centre) * scale;
+}
+
+static void sgd_fill(sgd_arrays *a, uint32_t seed)
+{
+    for (int t = 0; t < SGD_N; t++) {
+        size_t n = (size_t)(SGD_LEN[t] ? SGD_LEN[t] : 1);
+        a->p[t] = malloc(n * sizeof(float));
+        a->g[t] = malloc(n * sizeof(float));
+        a->b[t] = malloc(n * sizeof(float));
+        assert_true(a->p[t] && a->g[t] && a->b[t]);
+        for (int64_t k = 0; k < SGD_LEN[t]; k++) {
+            a->p[t][k] = lcg(&seed, 0.5, 2.0f);
+            a->g[t][k] = lcg(&seed, 0.3, 1e-2f);
+            a->b[t][k] = lcg(&seed, 0.5, 1e-2f);
+        }
+    }
+}
+
+static void sgd_copy(sgd_arrays *dst, const sgd_arrays *src)
+{
+    for (int t = 0; t < SGD_N; t++) {
+        size_t n = (size_t)(SGD_LEN[t] ? SGD_LEN[t] : 1);
+        dst->p[t] = malloc(n * sizeof(float));
+        dst->g[t] = malloc(n * sizeof(float));
+        dst->b[t] = malloc(n * sizeof(float));
+        assert_true(dst->p[t] && dst->g[t] && dst->b[t]);
+        memcpy(dst->p[t], src->p[t], n * sizeof(float));
+        memcpy(dst->g[t], src->g[t], n * sizeof(float));
+        memcpy(dst->b[t], src->b[t], n * sizeof(float));
+    }
+}
+
+static void sgd_free(sgd_arrays *a)
+{
+    for (int t = 0; t < SGD_N; t++) free(a->p[t]), free(a->g[t]), free(a->b[t]);
+}
+
+static int sgd_equal(const sgd_arrays *a, const sgd_arrays *b)
+{
+    for (int t = 0; t < SGD_N; t++)
+        if (memcmp(a->p[t], b->p[t], (size_t)SGD_LEN[t] * sizeof(float)) ||
+            memcmp(a->b[t], b->b[t], (size_t)SGD_LEN[t] * sizeof(float)))
+            return 0;
+    return 1;
+}
+
+/* torch 1.13's _single_tensor_sgd spelled out one element at a time in float, each of its
+ * tensor ops as ATen's CPU kernel computes it: neg is exact, mul rounds once, and add(x, alpha=a)
+ * is fmaf(x, (float)a, self) (ATen's vectorised add and its scalar tail both fuse; measured
+ * against torch in python/tests/test_deba.py). */
+static void sgd_torch_ref(float *p, float g, float *buf, const deba_sgd *c)
+{
+    float d = c->maximize ? -g : g;
+    if (c->weight_decay != 0) d = fmaf(*p, (float)c->weight_decay, d);
+    if (c->momentum != 0) {
+        *buf = c->first ? d : fmaf(d, (float)(1.0 - c->dampening), *buf * (float)c->momentum);
+        d = c->nesterov ? fmaf(*buf, (float)c->momentum, d) : *buf;
+    }
+    *p = fmaf(d, (float)-c->lr, *p);
+}
+
+/* The same step in double from the formula alone (no roundings to mimic): the float result must
+ * lie within a few float ulps of it. */
+static void sgd_double_ref(double *p, double g, double *buf, const deba_sgd *c)
+{
+    double d = c->maximize ? -g : g;
+    if (c->weight_decay != 0) d += c->weight_decay * *p;
+    if (c->momentum != 0) {
+        *buf = c->first ? d : c->momentum * *buf + (1.0 - c->dampening) * d;
+        d = c->nesterov ? d + c->momentum * *buf : *buf;
+    }
+    *p -= c->lr * d;
+}
+
+/* Every option combination torch accepts, first step and later, against both references; the
+ * moments bit-equal to deba_grad_moments_many over the same gradients and within float-lane
+ * rounding of a long-double sum; no sums asked (NULL) changes nothing in the update. */
+static void test_sgd_moments_reference(void **state)
+{
+    (void)state;
+    sgd_arrays in;
+    sgd_fill(&in, 4242);
+    double want_s, want_q;
+    deba_grad_moments_many((const float *const *)in.g, SGD_LEN, SGD_N, &want_s, &want_q);
+    long double ls = 0, lq = 0, la = 0;
+    for (int t = 0; t < SGD_N; t++)
+        for (int64_t k = 0; k < SGD_LEN[t]; k++)
+            ls += in.g[t][k], lq += (long double)in.g[t][k] * in.g[t][k], la += fabsl((long double)in.g[t][k]);
+    int combos = 0;
+    for (int mom = 0; mom < 2; mom++)
+        for (int damp = 0; damp < 2; damp++)
+            for (int nest = 0; nest < 2; nest++)
+                for (int wd = 0; wd < 2; wd++)
+                    for (int max = 0; max < 2; max++)
+                        for (int first = 0; first < 2; first++) {
+                            if ((!mom && (damp || nest)) || (nest && damp)) continue;   /* torch refuses or ignores */
+                            deba_sgd c = {.lr = 0.1, .momentum = mom ? 0.9 : 0.0, .dampening = damp ? 0.1 : 0.0,
+                                          .weight_decay = wd ? 5e-4 : 0.0, .nesterov = nest, .maximize = max,
+                                          .first = first};
+                            sgd_arrays got, ref;
+                            sgd_copy(&got, &in);
+                            sgd_copy(&ref, &in);
+                            double s = 0.0, q = 0.0;
+                            deba_err e = {0};
+                            assert_int_equal(deba_sgd_moments_many(got.p, (const float *const *)got.g, got.b, SGD_LEN,
+                                                                   SGD_N, &c, &s, &q, &e), DEBA_OK);
+                            assert_memory_equal(&s, &want_s, sizeof s);
+                            assert_memory_equal(&q, &want_q, sizeof q);
+                            for (int t = 0; t < SGD_N; t++)
+                                for (int64_t k = 0; k < SGD_LEN[t]; k++) {
+                                    double dp = in.p[t][k], db = in.b[t][k];
+                                    sgd_torch_ref(&ref.p[t][k], in.g[t][k], &ref.b[t][k], &c);
+                                    sgd_double_ref(&dp, in.g[t][k], &db, &c);
+                                    /* a few float roundings of the operands: p ~ 1, g and buf < 1e-2 */
+                                    assert_near(got.p[t][k], dp, 4 * FLT_EPSILON * (fabs(dp) + 2e-2));
+                                    if (mom) assert_near(got.b[t][k], db, 4 * FLT_EPSILON * (fabs(db) + 2e-2));
+                                }
+                            assert_true(sgd_equal(&got, &ref));
+                            if (!mom)   /* without momentum the buffers are not touched */
+                                for (int t = 0; t < SGD_N; t++)
+                                    assert_memory_equal(got.b[t], in.b[t], (size_t)SGD_LEN[t] * sizeof(float));
+                            sgd_arrays nos;
+                            sgd_copy(&nos, &in);
+                            assert_int_equal(deba_sgd_moments_many(nos.p, (const float *const *)nos.g,
+                                                                   mom ? nos.b : NULL, SGD_LEN, SGD_N, &c, NULL, NULL,
+                                                                   &e), DEBA_OK);
+                            if (!mom)
+                                for (int t = 0; t < SGD_N; t++) memcpy(nos.b[t], got.b[t], (size_t)SGD_LEN[t] * 4);
+                            assert_true(sgd_equal(&nos, &got));
+                            sgd_free(&nos);
+                            sgd_free(&got);
+                            sgd_free(&ref);
+                            combos++;
+                        }
+    assert_int_equal(combos, 32);   /* (wd × maximize × first) × (no momentum, momentum, + dampening, nesterov) */
+    assert_near(want_s, (double)ls, 1e-6 * (double)la);
+    assert_near(want_q, (double)lq, 1e-6 * (double)lq);
+    sgd_free(&in);
+}
+
+/* The same bits at 1 and 3 threads, and per parameter group: the arrays split over two calls (in
+ * order) add up to the one call's sums bit for bit, which equal deba_grad_moments_many's. */
+static void test_sgd_moments_threads_and_groups(void **state)
+{
+    (void)state;
+    sgd_arrays in, one, three, split;
+    sgd_fill(&in, 99);
+    sgd_copy(&one, &in);
+    sgd_copy(&three, &in);
+    sgd_copy(&split, &in);
+    deba_sgd c = {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4, .nesterov = 1};
+    double s1 = 0, q1 = 0, s3 = 0, q3 = 0, ss = 0, qs = 0, want_s, want_q;
+    deba_err e = {0};
+    deba_grad_moments_many((const float *const *)in.g, SGD_LEN, SGD_N, &want_s, &want_q);
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    assert_int_equal(deba_sgd_moments_many(one.p, (const float *const *)one.g, one.b, SGD_LEN, SGD_N, &c, &s1, &q1,
+                                           &e), DEBA_OK);
+    omp_set_num_threads(3);
+    assert_int_equal(deba_sgd_moments_many(three.p, (const float *const *)three.g, three.b, SGD_LEN, SGD_N, &c, &s3,
+                                           &q3, &e), DEBA_OK);
+    for (int cut = 0; cut <= SGD_N; cut += SGD_N / 2 + 1) {   /* groups [0, cut) and [cut, N), cut = 0, 4 */
+        sgd_arrays grp;
+        sgd_copy(&grp, &in);
+        ss = qs = 0;
+        assert_int_equal(deba_sgd_moments_many(grp.p, (const float *const *)grp.g, grp.b, SGD_LEN, cut, &c, &ss,
+                                               &qs, &e), DEBA_OK);
+        assert_int_equal(deba_sgd_moments_many(grp.p + cut, (const float *const *)grp.g + cut, grp.b + cut,
+                                               SGD_LEN + cut, SGD_N - cut, &c, &ss, &qs, &e), DEBA_OK);
+        assert_memory_equal(&ss, &want_s, sizeof ss);
+        assert_memory_equal(&qs, &want_q, sizeof qs);
+        assert_true(sgd_equal(&grp, &one));
+        sgd_free(&grp);
+    }
+    /* the cut inside the run of units: after the 16383-value array (index 3) */
+    assert_int_equal(deba_sgd_moments_many(split.p, (const float *const *)split.g, split.b, SGD_LEN, 4, &c, &ss, &qs,
+                                           &e), DEBA_OK);
+    omp_set_num_threads(saved);
+    assert_memory_equal(&s1, &want_s, sizeof s1);
+    assert_memory_equal(&q1, &want_q, sizeof q1);
+    assert_memory_equal(&s3, &want_s, sizeof s3);
+    assert_memory_equal(&q3, &want_q, sizeof q3);
+    assert_true(sgd_equal(&one, &three));
+    /* "adds to": each unit's sums go onto the running total one after the other, starting from what
+     * *sum held: the 50001-value array is units of 16384, 16384, 16384 and 849 values, whose sums
+     * deba_grad_moments_many gives one unit at a time; folded onto 1e13 in that order. */
+    enum { BIG = SGD_N - 1 };
+    double start = 1e13, fs = start, fq = start, us[4], uq[4];
+    for (int u = 0; u < 4; u++) {
+        const float *ug = in.g[BIG] + 16384 * u;
+        int64_t un = u < 3 ? 16384 : SGD_LEN[BIG] - 3 * 16384;
+        deba_grad_moments_many(&ug, &un, 1, &us[u], &uq[u]);
+        fs += us[u], fq += uq[u];
+    }
+    /* the order matters at this magnitude: adding the call's own total once would differ */
+    assert_true(fs != start + (((us[0] + us[1]) + us[2]) + us[3]) || fq != start + (((uq[0] + uq[1]) + uq[2]) + uq[3]));
+    sgd_arrays x;
+    sgd_copy(&x, &in);
+    double sa = start, qa = start;
+    assert_int_equal(deba_sgd_moments_many(x.p + BIG, (const float *const *)x.g + BIG, x.b + BIG, SGD_LEN + BIG, 1, &c,
+                                           &sa, &qa, &e), DEBA_OK);
+    assert_memory_equal(&sa, &fs, sizeof sa);
+    assert_memory_equal(&qa, &fq, sizeof qa);
+    sgd_free(&x);
+    sgd_free(&in), sgd_free(&one), sgd_free(&three), sgd_free(&split);
+}
+
+/* Settings torch refuses, non-finite ones and malformed arrays: DEBA_E_INPUT naming the argument,
+ * and nothing written. */
+static void test_sgd_moments_bad_args(void **state)
+{
+    (void)state;
+    float p[3] = {1, 2, 3}, g[3] = {1, 1, 1}, b[3] = {4, 5, 6};
+    float *pp[2] = {p, p + 1}, *bb[2] = {b, b + 1}, *bnull[2] = {b, NULL}, *pnull[2] = {NULL, p};
+    const float *gg[2] = {g, g + 1};
+    int64_t d[2] = {1, 2}, dneg[2] = {1, -1}, dzero[2] = {1, 0};
+    const deba_sgd ok = {.lr = 0.1, .momentum = 0.9};
+    struct {
+        deba_sgd c;
+        const char *msg;
+    } bad[] = {
+        {{.lr = -0.1}, "lr must be finite and >= 0 (got -0.1)"},
+        {{.lr = NAN}, "lr must be finite"},
+        {{.lr = 0.1, .momentum = -0.5}, "momentum must be finite and >= 0 (got -0.5)"},
+        {{.lr = 0.1, .momentum = INFINITY}, "momentum must be finite"},
+        {{.lr = 0.1, .dampening = NAN}, "dampening must be finite"},
+        {{.lr = 0.1, .weight_decay = -1e-4}, "weight_decay must be finite and >= 0"},
+        {{.lr = 0.1, .nesterov = 1}, "nesterov needs momentum > 0 and dampening 0 (got momentum 0,"},
+        {{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = 1}, "dampening 0.1)"},
+    };
+    deba_err e = {0};
+    double s = 7, q = 8;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(deba_sgd_moments_many(pp, gg, bb, d, 2, &bad[i].c, &s, &q, &e), DEBA_E_INPUT);
+        if (!strstr(e.msg, bad[i].msg)) fail_msg("case %zu: '%s' lacks '%s'", i, e.msg, bad[i].msg);
+    }
+    struct {
+        float *const *p;
+        float *const *b;
+        const int64_t *d;
+        int n;
+        const char *msg;
+    } arr[] = {
+        {pp, bb, d, -1, "n must be >= 0 (got -1)"},
+        {pp, bb, dneg, 2, "d[1] must be >= 0 (got -1)"},
+        {pp, bnull, d, 2, "buf[1] is NULL for an array of 2 values"},
+        {pnull, bb, d, 2, "p[0] is NULL for an array of 1 values"},
+        {pp, NULL, d, 2, "buf is NULL with momentum 0.9"},
+        {NULL, bb, d, 2, "p is NULL with n = 2"},
+    };
+    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
+        assert_int_equal(deba_sgd_moments_many(arr[i].p, gg, arr[i].b, arr[i].d, arr[i].n, &ok, &s, &q, &e),
+                         DEBA_E_INPUT);
+        if (!strstr(e.msg, arr[i].msg)) fail_msg("array case %zu: '%s' lacks '%s'", i, e.msg, arr[i].msg);
+    }
+    assert_int_equal(deba_sgd_moments_many(pp, gg, bb, d, 2, NULL, &s, &q, &e), DEBA_E_INPUT);
+    assert_non_null(strstr(e.msg, "c (the SGD settings) is NULL"));
+    assert_int_equal(deba_sgd_moments_many(pp, gg, bb, d, 2, &ok, &s, NULL, &e), DEBA_E_INPUT);
+    assert_non_null(strstr(e.msg, "sum and sumsq"));
+    /* nothing was written by any refused call */
+    const float p0[3] = {1, 2, 3}, b0[3] = {4, 5, 6};
+    assert_memory_equal(p, p0, sizeof p);
+    assert_memory_equal(b, b0, sizeof b);
+    assert_near(s, 7, 0);
+    assert_near(q, 8, 0);
+    /* an empty array may be NULL; momentum 0 needs no buffers: p -= 0.5·g, sums 1 and 1 */
+    float *pz[2] = {p, NULL};
+    const deba_sgd plain = {.lr = 0.5};
+    s = q = 0;
+    assert_int_equal(deba_sgd_moments_many(pz, gg, NULL, dzero, 2, &plain, &s, &q, &e), DEBA_OK);
+    assert_near(p[0], 0.5, 0);
+    assert_near(p[1], 2, 0);
+    assert_near(s, 1, 0);
+    assert_near(q, 1, 0);
+    /* n = 0 only checks the settings and leaves the sums as they were */
+    s = 3;
+    assert_int_equal(deba_sgd_moments_many(NULL, NULL, NULL, NULL, 0, &ok, &s, &q, &e), DEBA_OK);
+    assert_near(s, 3, 0);
 }
 
 static void test_step_var_norm(void **state)
@@ -372,6 +668,9 @@ int main(void)
         cmocka_unit_test(test_grad_moments_large),
         cmocka_unit_test(test_grad_moments_thread_independent),
         cmocka_unit_test(test_grad_moments_many),
+        cmocka_unit_test(test_sgd_moments_reference),
+        cmocka_unit_test(test_sgd_moments_threads_and_groups),
+        cmocka_unit_test(test_sgd_moments_bad_args),
         cmocka_unit_test(test_step_var_norm),
         cmocka_unit_test(test_gradacc),
         cmocka_unit_test(test_rel_change),

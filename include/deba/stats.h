@@ -18,6 +18,35 @@ void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq);
  * in float lanes folded into double every 1024 values: within 1e-6 relative of the double sums
  * of deba_grad_moments, not bit-equal to them. */
 void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, double *sum, double *sumsq);
+
+/* ---- the SGD step with the moments fused in (deba.torch.SGD) ---- */
+
+/* torch.optim.SGD's settings for one parameter group. Doubles, as Python holds them: the step rounds
+ * each to float where torch's kernels do (1 − dampening is taken in double first). */
+typedef struct {
+    double lr, momentum, dampening, weight_decay;
+    int nesterov, maximize;
+    int first;   /* the momentum buffers hold nothing yet: buf = d_p, as PyTorch's first step */
+} deba_sgd;
+
+/* One SGD step over n parameter arrays p[i] with gradients g[i] and momentum buffers buf[i], each
+ * d[i] floats, with PyTorch 1.13's torch.optim.SGD semantics (_single_tensor_sgd), per element:
+ *     d = maximize ? −g : g;   if (weight_decay ≠ 0) d = d + weight_decay·p;
+ *     if (momentum ≠ 0) { buf = first ? d : momentum·buf + (1 − dampening)·d;
+ *                         d = nesterov ? d + momentum·buf : buf; }
+ *     p = p − lr·d
+ * with torch's float roundings and fused multiply-adds, so p and buf come out bit-equal to
+ * torch's CPU kernels. Each gradient is read from memory once: when sum and sumsq are not NULL,
+ * the pass ADDS Σg and Σg² of the raw gradients (before the update, not negated by maximize, no
+ * weight decay) to them, in deba_grad_moments_many's order, so one call per parameter group, in
+ * order, gives the same bits as one deba_grad_moments_many over all the arrays. The same bits
+ * at any OpenMP thread count. buf may be NULL when momentum is 0; p[i], g[i], buf[i] may be NULL
+ * where d[i] is 0. Settings torch refuses (lr, momentum or weight_decay < 0, nesterov without
+ * momentum > 0 and dampening 0), non-finite settings, n < 0, d[i] < 0 and missing arrays are
+ * DEBA_E_INPUT naming the argument, before anything is written. */
+deba_status deba_sgd_moments_many(float *const *p, const float *const *g, float *const *buf, const int64_t *d,
+                                  int n, const deba_sgd *c, double *sum, double *sumsq, deba_err *e);
+
 /* var_k = Σg²/d − (Σg/d)²  (never negative: clamped at 0 against rounding). */
 double deba_step_var(double sum, double sumsq, int64_t d);
 /* norm_k = sqrt(Σg²) */

@@ -59,6 +59,12 @@ class EpochAcc(Structure):
                 ("diverged", c_int)]
 
 
+class Sgd(Structure):
+    """deba_sgd: one parameter group's torch.optim.SGD settings (include/deba/stats.h)."""
+    _fields_ = [("lr", c_double), ("momentum", c_double), ("dampening", c_double), ("weight_decay", c_double),
+                ("nesterov", c_int), ("maximize", c_int), ("first", c_int)]
+
+
 class RunConfig(Structure):
     _fields_ = [("out", c_char_p), ("arch", c_char_p), ("dataset", c_char_p), ("label", c_char_p),
                 ("seed", c_longlong), ("sched", SchedConfig), ("epochs", c_int),
@@ -86,6 +92,8 @@ _SIGNATURES = {
     "deba_free": (None, [c_void_p]),
     "deba_grad_moments_many": (None, [POINTER(c_void_p), POINTER(c_int64), c_int, POINTER(c_double),
                                       POINTER(c_double)]),
+    "deba_sgd_moments_many": (c_int, [POINTER(c_void_p), POINTER(c_void_p), POINTER(c_void_p), POINTER(c_int64),
+                                      c_int, POINTER(Sgd), POINTER(c_double), POINTER(c_double), POINTER(Err)]),
     "deba_method_parse": (c_int, [c_char_p]),
     "deba_epochacc_reset": (None, [POINTER(EpochAcc)]),
     "deba_epochacc_add": (c_int, [POINTER(EpochAcc), c_double, c_double, c_int64, c_double, c_int64, c_int64,
@@ -136,7 +144,7 @@ def _load():
         fn.argtypes = args
     for name, cls in (("deba_trace_row", TraceRow), ("deba_sched_config", SchedConfig),
                       ("deba_run_config", RunConfig), ("deba_epoch_result", EpochResult), ("deba_err", Err),
-                      ("deba_epochacc", EpochAcc)):
+                      ("deba_epochacc", EpochAcc), ("deba_sgd", Sgd)):
         if lib.deba_abi_sizeof(name.encode()) != ctypes.sizeof(cls):
             raise ImportError(f"deba: {lib._name} does not match these bindings ({name} is "
                               f"{lib.deba_abi_sizeof(name.encode())} bytes there, {ctypes.sizeof(cls)} here)")
@@ -161,5 +169,5 @@ def raise_for(status, err):
     raise RuntimeError(msg)
 
 
-__all__ = ["lib", "path", "raise_for", "Err", "SchedConfig", "EpochResult", "TraceRow", "EpochAcc", "RunConfig",
+__all__ = ["lib", "path", "raise_for", "Err", "Sgd", "SchedConfig", "EpochResult", "TraceRow", "EpochAcc", "RunConfig",
            "METHODS", "DECISIONS", "TRACE_COLUMNS", "byref"]

@@ -2,6 +2,7 @@
 tests/test_python.c with DEBA_LIBRARY, PYTHONPATH and DEBA_BIN set (python3 -m unittest)."""
 import csv
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -119,6 +120,270 @@ class TorchTest(unittest.TestCase):
         s2, q2 = dt.grad_moments(gt).tolist()
         self.assertAlmostEqual(s2, ref_s, delta=1e-6 * sum(t.double().abs().sum().item() for t in g))
         self.assertAlmostEqual(q2, ref_q, delta=1e-6 * ref_q)
+
+
+def _torch_fuses_add():
+    """Whether this torch's CPU add(x, alpha=a) is one fused multiply-add (ATen's AVX2/AVX-512
+    kernels: yes): the float64 product plus self, rounded once to float, against torch's result over
+    values where the two roundings differ."""
+    import torch
+    gen = torch.Generator().manual_seed(3)
+    p, d = torch.randn(4099, generator=gen), torch.randn(4099, generator=gen)
+    a = torch.tensor(0.9).float().double().item()
+    fused = (p.double() + d.double() * a).float()
+    return torch.equal(p.clone().add_(d, alpha=0.9), fused) and not torch.equal((p + (d * 0.9)), fused)
+
+
+def _net():
+    import torch
+    torch.manual_seed(11)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(5 * 6 * 6, 10), torch.nn.Linear(10, 4))
+
+
+def _batch(i):
+    import torch
+    gen = torch.Generator().manual_seed(100 + i)
+    return torch.randn(16, 3, 8, 8, generator=gen), torch.randint(0, 4, (16,), generator=gen)
+
+
+def _train(model, opt, steps, first=0):
+    import torch
+    for i in range(first, first + steps):
+        x, y = _batch(i)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+def _groups(model, **kw):
+    """Two parameter groups, the second with its own lr and weight decay."""
+    ps = list(model.parameters())
+    return [{"params": ps[:3]}, {"params": ps[3:], "lr": 0.02, "weight_decay": kw.get("weight_decay", 0) + 1e-3}]
+
+
+SGD_OPTIONS = [dict(momentum=m, dampening=dmp, nesterov=n, weight_decay=wd, maximize=mx)
+               for m in (0, 0.9) for dmp in (0, 0.25) for n in (False, True) for wd in (0, 5e-4) for mx in (False, True)
+               if not (n and (m == 0 or dmp != 0)) and not (m == 0 and dmp != 0)]
+
+
+class SgdTest(unittest.TestCase):
+    """deba.torch.SGD against torch.optim.SGD (foreach=False: _single_tensor_sgd), the semantics it
+    copies. The parameters and momentum buffers agree bit for bit where torch's add with alpha is a
+    fused multiply-add (its AVX2 and AVX-512 kernels, scalar tails included), as libdeba's is;
+    within rtol 1e-6 otherwise."""
+
+    def assert_same(self, a, b, exact):
+        import torch
+        for x, y in zip(a, b):
+            if x is None or y is None:
+                self.assertTrue(x is None and y is None)
+            elif exact:
+                self.assertTrue(torch.equal(x, y), (x - y).abs().max().item())
+            else:
+                torch.testing.assert_close(x, y, rtol=1e-6, atol=0)
+
+    def state(self, model, opt):
+        return list(model.parameters()) + [opt.state[p].get("momentum_buffer") for p in model.parameters()]
+
+    def test_every_option_as_torch(self):
+        import torch
+        from unittest import mock
+        import deba.torch as dt
+        exact = _torch_fuses_add()
+        for kw in SGD_OPTIONS:
+            with self.subTest(**kw):
+                a, b = _net(), _net()
+                ta = torch.optim.SGD(_groups(a, **kw), lr=0.05, foreach=False, **kw)
+                tb = dt.SGD(_groups(b, **kw), lr=0.05, **kw)
+                with mock.patch.object(dt.SGD, "_step_torch", side_effect=AssertionError("not libdeba's path")):
+                    for i in range(5):
+                        _train(a, ta, 1, i)
+                        _train(b, tb, 1, i)
+                        self.assert_same(self.state(a, ta), self.state(b, tb), exact)
+                        self.assertEqual([p._version for p in a.parameters()], [p._version for p in b.parameters()])
+
+    def test_fallback_groups_and_closure(self):
+        """A float64 group and a non-contiguous parameter take torch's own code; a closure's loss is
+        returned and its gradients are the ones applied."""
+        import torch
+        import deba.torch as dt
+        exact = _torch_fuses_add()
+        for kw in (dict(momentum=0.9, nesterov=True, weight_decay=1e-4), dict(momentum=0.5, dampening=0.5)):
+            models = []
+            for cls in (torch.optim.SGD, dt.SGD):
+                torch.manual_seed(2)
+                lin = torch.nn.Linear(6, 3)
+                dbl = torch.nn.Linear(6, 3).double()
+                tr = torch.nn.Parameter(torch.randn(3, 6).t())   # non-contiguous
+                x = torch.randn(4, 6)
+                opt = cls([{"params": lin.parameters()}, {"params": dbl.parameters()}, {"params": [tr]}], lr=0.1,
+                          **kw)
+
+                def closure():
+                    opt.zero_grad()
+                    loss = lin(x).square().sum() + dbl(x.double()).square().sum().float() + (x @ tr).sum()
+                    loss.backward()
+                    return loss
+                losses = [opt.step(closure).item() for _ in range(4)]
+                models.append((losses, list(lin.parameters()) + list(dbl.parameters()) + [tr], opt))
+            self.assertEqual(models[0][0][0], models[1][0][0])
+            self.assert_same(models[0][1], models[1][1], exact)
+            self.assertFalse(models[1][1][-1].is_contiguous())
+
+    def test_state_dict_round_trip(self):
+        import torch
+        import deba.torch as dt
+        exact = _torch_fuses_add()
+        for kw in (dict(momentum=0.9, weight_decay=5e-4), dict(momentum=0)):
+            ref, a, b = _net(), _net(), _net()
+            tref = torch.optim.SGD(ref.parameters(), lr=0.05, foreach=False, **kw)
+            _train(ref, tref, 6)
+            # 3 steps ours, continued in torch; 3 steps torch, continued in ours
+            ours = dt.SGD(a.parameters(), lr=0.05, **kw)
+            _train(a, ours, 3)
+            sd = ours.state_dict()
+            if kw["momentum"] == 0:
+                self.assertIsNone(sd["state"][0]["momentum_buffer"])   # as torch's step leaves it
+            theirs = torch.optim.SGD(a.parameters(), lr=0.05, foreach=False, **kw)
+            theirs.load_state_dict(sd)
+            _train(a, theirs, 3, 3)
+            self.assert_same(self.state(ref, tref), self.state(a, theirs), exact)
+            first = torch.optim.SGD(b.parameters(), lr=0.05, foreach=False, **kw)
+            _train(b, first, 3)
+            back = dt.SGD(b.parameters(), lr=0.05, **kw)
+            back.load_state_dict(first.state_dict())
+            _train(b, back, 3, 3)
+            self.assert_same(self.state(ref, tref), self.state(b, back), exact)
+            self.assertEqual(back.state_dict()["param_groups"], tref.state_dict()["param_groups"])
+
+    def test_validation_as_torch(self):
+        import torch
+        import deba.torch as dt
+        ps = [torch.nn.Parameter(torch.ones(3))]
+        for kw in (dict(lr=-0.1), dict(lr=0.1, momentum=-1), dict(lr=0.1, weight_decay=-1),
+                   dict(lr=0.1, nesterov=True), dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), dict()):
+            with self.subTest(**kw):
+                with self.assertRaises(ValueError) as want:
+                    torch.optim.SGD(ps, **kw)
+                with self.assertRaisesRegex(ValueError, "^" + re.escape(str(want.exception)) + "$"):
+                    dt.SGD(ps, **kw)
+        with self.assertRaisesRegex(ValueError, "Invalid learning rate: nan"):
+            dt.SGD(ps, lr=float("nan"))
+        # a group's own bad setting: refused by libdeba at step(), before any group moves
+        a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+        opt = dt.SGD([{"params": [a]}, {"params": [b], "momentum": -0.5}], lr=0.1)
+        a.grad, b.grad = torch.ones(3), torch.ones(3)
+        with self.assertRaisesRegex(ValueError, r"deba_sgd_moments_many: momentum must be finite and >= 0 \(got -0.5\)"):
+            opt.step()
+        self.assertEqual(a.tolist(), [1, 1, 1])
+
+    def test_autograd_sees_the_update(self):
+        """A graph that saved a parameter refuses to backward after the step, as with torch's SGD."""
+        import torch
+        import deba.torch as dt
+        for cls in (torch.optim.SGD, dt.SGD):
+            p = torch.nn.Parameter(torch.ones(4))
+            p.grad = torch.ones(4)
+            y = (p * p).sum()
+            cls([p], lr=0.1).step()
+            with self.assertRaisesRegex(RuntimeError, "modified by an inplace operation"):
+                y.backward()
+
+
+class MonitorSgdTest(unittest.TestCase):
+    """Monitor with deba.torch.SGD records each step from the optimizer's own pass over the
+    gradients: the same numbers, bit for bit, as Monitor reading them itself with torch.optim.SGD."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def run_epochs(self, cls, label, grads_of):
+        """Two epochs of 3 steps on hand-set gradients (the same whatever the optimizer did)."""
+        import torch
+        import deba.torch as dt
+        model = _net()
+        opt = cls(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        steps = []
+        with dt.Monitor(model, self.dir, arch="net", dataset="d", seed=1, label=label, optimizer=opt,
+                        scheduler=deba.Scheduler(cooldown=0, tau=10, theta=10), epochs=2) as mon:
+            add = mon.run.add_step
+            mon.run.add_step = lambda *a: (steps.append(a), add(*a))
+            for epoch in range(2):
+                for i in range(3):
+                    for k, p in enumerate(model.parameters()):
+                        p.grad = grads_of(epoch * 3 + i, k, p)
+                    mon.after_backward(torch.tensor(1.5 + 0.25 * i), 16, correct=torch.tensor(5 + i))
+                    opt.step()
+                mon.end_epoch(test_loss=1.0, test_acc=40.0, eval_time_s=0.0)
+            return steps, read_trace(os.path.join(mon.run.dir, "trace.csv"))
+
+    def test_same_trace_as_torch_sgd(self):
+        import torch
+        from unittest import mock
+        import deba.torch as dt
+
+        def grads_of(step, k, p):
+            gen = torch.Generator().manual_seed(1000 * step + k)
+            return torch.randn(p.shape, generator=gen) * 1e-2 + 1e-3
+
+        steps_t, rows_t = self.run_epochs(torch.optim.SGD, "torch", grads_of)
+        with mock.patch.object(dt, "_host_moments", side_effect=AssertionError("Monitor read the gradients")):
+            steps_d, rows_d = self.run_epochs(dt.SGD, "deba", grads_of)
+        self.assertEqual(len(steps_d), 6)
+        self.assertEqual(steps_d, steps_t)   # Σg, Σg² (same bits), numel, loss sum, n, correct
+        timing = {"epoch_time_s", "compute_time_s", "data_time_s", "signal_time_s", "eval_time_s", "samples_per_s"}
+        self.assertEqual([{k: v for k, v in r.items() if k not in timing} for r in rows_d],
+                         [{k: v for k, v in r.items() if k not in timing} for r in rows_t])
+        self.assertEqual([r["steps"] for r in rows_d], ["3", "3"])
+
+    def test_misuse(self):
+        import torch
+        import deba.torch as dt
+        model = _net()
+        opt = dt.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        x, y = _batch(0)
+        with dt.Monitor(model, self.dir, arch="net", dataset="d", seed=1, batch_size=16, optimizer=opt) as mon:
+            def backward():
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                return loss
+            opt.step()   # no after_backward: a plain step, nothing recorded
+            loss = backward()
+            mon.after_backward(loss, 16)
+            with self.assertRaisesRegex(ValueError, "after_backward: called twice without optimizer.step"):
+                mon.after_backward(loss, 16)
+            with self.assertRaisesRegex(ValueError, "end_epoch: the last after_backward\\(\\) has no optimizer.step"):
+                mon.end_epoch(test_loss=1.0, test_acc=50.0)
+            opt.step()
+            opt.step()   # a second step without after_backward records nothing either
+            mon.end_epoch(test_loss=1.0, test_acc=50.0)
+            self.assertEqual(mon.last["steps"], 1)
+
+    def test_device_path_kept_when_not_fusable(self):
+        """A float64 model: the optimizer steps through torch, so Monitor reads the gradients in
+        after_backward as before (two after_backward calls in a row are two records)."""
+        import torch
+        import deba.torch as dt
+        model = _net().double()
+        opt = dt.SGD(model.parameters(), lr=0.05)
+        x, y = _batch(0)
+        with dt.Monitor(model, self.dir, arch="net", dataset="d", seed=1, batch_size=16, optimizer=opt) as mon:
+            torch.nn.functional.cross_entropy(model(x.double()), y).backward()
+            want = dt.grad_moments([p.grad for p in model.parameters()]).tolist()
+            got = []
+            add = mon.run.add_step
+            mon.run.add_step = lambda *a: (got.append(a), add(*a))
+            mon.after_backward(1.0, 16)
+            mon.after_backward(1.0, 16)
+            opt.step()
+            self.assertEqual([list(g[:2]) for g in got], [want, want])
+            mon.end_epoch(test_loss=1.0, test_acc=50.0)
+            self.assertEqual(mon.last["steps"], 2)
 
 
 def read_trace(path):
