@@ -1,7 +1,7 @@
 /* The CPU conv's two ways of sharing a layer among threads (trainer/backend/cpu/cpu_conv.c): each
  * thread on its own chunks of samples, and the team on each GEMM, against a direct convolution in
  * double, and the per-thread way's output and input gradient bit for bit across 1, 2 and 3
- * threads, on odd shapes. */
+ * threads, on odd shapes; the same for the Winograd path the rule takes on 3x3 "same" layers. */
 #include "tests/testutil.h"
 
 #include <math.h>
@@ -164,7 +164,9 @@ static void run_case(const conv_case *k)
         /* per-thread chunks are cut by the shape and batch alone: the same bits on any team (the
          * bias and weight gradients are summed in a fixed number of parts of consecutive
          * chunks, added in order) */
-        for (int t = 2; chunks[c] > 0 && t <= 3; t++) {
+        const int wino = tr_conv_winograd(k->cin, k->cout, k->groups, k->w.kh, k->w.kw, k->w.sh, k->w.sw, k->w.dh,
+                                          k->w.dw, k->w.pt, k->w.pl, k->w.pb, k->w.pr, k->H, k->W);
+        for (int t = 2; (chunks[c] > 0 || (chunks[c] == -1 && wino)) && t <= 3; t++) {
             conv_out more = conv_run(k, x, dy, chunks[c], t);
             bits_equal(k->what, "y", chunks[c], t, one.y, more.y, ny);
             bits_equal(k->what, "dx", chunks[c], t, one.dx, more.dx, nx);
@@ -203,14 +205,90 @@ static void test_conv_threads_match_reference(void **state)
          * cut by the thread count would show here */
         {"16 -> 32, 3x3 on 10x10, 5 samples", 16, 10, 10, 32, 1, 0, 5, WIN(3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 0},
         {"3x3/2 on 2x2 (four live taps), 4 groups", 8, 2, 2, 12, 4, 0, 11, WIN(3, 3, 2, 2, 1, 1, 1, 1, 1, 1), 0},
+        /* the rule (chunk -1) runs these by Winograd (cpu_winograd.c): odd sides leave half tiles */
+        {"Winograd 64 -> 32 on 9x11, 3 samples, bias", 64, 9, 11, 32, 1, 1, 3, WIN(3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 0},
+        {"Winograd 64 -> 40 on 8x8, 5 samples", 64, 8, 8, 40, 1, 0, 5, WIN(3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+}
+
+/* The Winograd kernels called directly, so the path is known to be the one tested, on a shape the
+ * rule would leave to im2col (odd sides, 17 and 19 channels): y = conv + b written, and the input
+ * gradient added onto what dx held, against the double definition, with the same bits for chunks
+ * of 2 on 1, 2 and 3 threads. */
+static void test_winograd_matches_definition(void **state)
+{
+    (void)state;
+    const int n = 5, cin = 17, cout = 19, H = 9, W = 6, HW = H * W;
+    const size_t nx = (size_t)n * cin * HW, ny = (size_t)n * cout * HW, nw = (size_t)cout * cin * 9;
+    float *x = malloc(nx * sizeof *x), *dy = malloc(ny * sizeof *dy), *w = malloc(nw * sizeof *w),
+          *b = malloc((size_t)cout * sizeof *b), *u = malloc(16 * (size_t)cin * cout * sizeof *u);
+    for (size_t i = 0; i < nx; i++) x[i] = noise(21, (uint32_t)i);
+    for (size_t i = 0; i < ny; i++) dy[i] = noise(22, (uint32_t)i);
+    for (size_t i = 0; i < nw; i++) w[i] = noise(23, (uint32_t)i);
+    for (int i = 0; i < cout; i++) b[i] = noise(24, (uint32_t)i);
+    const int64_t room = 3 * tr_wino_per_sample(cin, cout, H, W) * 2;
+    float *scratch = malloc((size_t)room * sizeof *scratch);
+    float *y[4], *dx[4];
+    for (int t = 1; t <= 3; t++) {
+        omp_set_num_threads(t);
+        y[t] = malloc(ny * sizeof(float)), dx[t] = malloc(nx * sizeof(float));
+        tr_cpu_wino_weights(u, w, cout, cin, 0);
+        tr_cpu_wino_conv(y[t], x, u, b, n, cin, cout, H, W, 0, scratch, room, 2);
+        for (size_t i = 0; i < nx; i++) dx[t][i] = 0.5f;   /* the input gradient accumulates */
+        tr_cpu_wino_weights(u, w, cout, cin, 1);
+        tr_cpu_wino_conv(dx[t], dy, u, NULL, n, cout, cin, H, W, 1, scratch, room, 2);
+    }
+    omp_set_num_threads(1);
+    for (int s = 0; s < n; s++)
+        for (int co = 0; co < cout; co++)
+            for (int oh = 0; oh < H; oh++)
+                for (int ow = 0; ow < W; ow++) {
+                    double want = b[co], scale = fabs(b[co]);
+                    for (int ci = 0; ci < cin; ci++)
+                        for (int ki = 0; ki < 3; ki++)
+                            for (int kj = 0; kj < 3; kj++) {
+                                const int ih = oh - 1 + ki, iw = ow - 1 + kj;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                const double t = (double)w[((co * cin + ci) * 3 + ki) * 3 + kj] *
+                                                 x[((size_t)s * cin + ci) * HW + ih * W + iw];
+                                want += t, scale += fabs(t);
+                            }
+                    const float got = y[1][((size_t)s * cout + co) * HW + oh * W + ow];
+                    if (!(fabs(got - want) <= 1e-5 * scale + 1e-6))
+                        fail_msg("y[%d,%d,%d,%d] = %.9g, expected %.9g", s, co, oh, ow, got, want);
+                }
+    for (int s = 0; s < n; s++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int ih = 0; ih < H; ih++)
+                for (int iw = 0; iw < W; iw++) {
+                    double want = 0.5, scale = 0.5;
+                    for (int co = 0; co < cout; co++)
+                        for (int ki = 0; ki < 3; ki++)
+                            for (int kj = 0; kj < 3; kj++) {
+                                const int oh = ih + 1 - ki, ow = iw + 1 - kj;
+                                if (oh < 0 || oh >= H || ow < 0 || ow >= W) continue;
+                                const double t = (double)w[((co * cin + ci) * 3 + ki) * 3 + kj] *
+                                                 dy[((size_t)s * cout + co) * HW + oh * W + ow];
+                                want += t, scale += fabs(t);
+                            }
+                    const float got = dx[1][((size_t)s * cin + ci) * HW + ih * W + iw];
+                    if (!(fabs(got - want) <= 1e-5 * scale + 1e-6))
+                        fail_msg("dx[%d,%d,%d,%d] = %.9g, expected %.9g", s, ci, ih, iw, got, want);
+                }
+    for (int t = 2; t <= 3; t++) {
+        bits_equal("Winograd", "y", 2, t, y[1], y[t], ny);
+        bits_equal("Winograd", "dx", 2, t, dx[1], dx[t], nx);
+    }
+    for (int t = 1; t <= 3; t++) free(y[t]), free(dx[t]);
+    free(x), free(dy), free(w), free(b), free(u), free(scratch);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_threads_match_reference),
+        cmocka_unit_test(test_winograd_matches_definition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,6 +77,12 @@ int tr_conv2d_win(tr_graph *g, const char *name, int x, int cout, const tr_win *
         nd->ws_per_sample = nb == 1 && pointwise ? 0 : (int64_t)cin * nt * P + (nb > 1 ? cout * P : 0);
         nd->ws_max_samples = (int)nb;
         nd->ws_fixed = nt < kk ? 2 * (int64_t)cout * (cin / groups) * nt : 0;
+        if (tr_conv_winograd(cin, cout, groups, w.kh, w.kw, w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, w.pb, w.pr, H, W)) {
+            /* transformed kernels, and chunks of Winograd tiles where the columns would be */
+            nd->ws_fixed = tr_wino_fixed(cin, cout);
+            const int64_t wp = tr_wino_per_sample(cin, cout, H, W);
+            if (nd->ws_per_sample < wp) nd->ws_per_sample = wp;
+        }
     }
 
     tr_init wi = w_init ? *w_init : (tr_init){TR_INIT_TORCH_DEFAULT, 0.f};

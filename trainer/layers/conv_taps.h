@@ -53,6 +53,34 @@ static inline int tr_conv_live_taps(int H, int W, int OH, int OW, int kh, int kw
     return n;
 }
 
+/* Whether the CPU backend runs this convolution by Winograd's F(2x2, 3x3)
+ * (trainer/backend/cpu/cpu_winograd.c): 3x3, stride 1, undilated, ungrouped, padding 1 on every
+ * side (so the output is H x W), maps of at least TR_WINO_MIN_HW per side, at least
+ * TR_WINO_MIN_CIN input and TR_WINO_MIN_COUT output channels (bench_conv, docs/performance.md:
+ * on 4x4 maps and with 32 input channels the 16 small GEMMs and the transforms cost more than the
+ * 2.25x fewer multiplies save). The builder sizes the scratch by the same rule. */
+#define TR_WINO_MIN_HW 8
+#ifndef TR_WINO_MIN_CIN   /* -DTR_WINO_MIN_CIN=... : bench builds without Winograd */
+#define TR_WINO_MIN_CIN 64
+#endif
+#define TR_WINO_MIN_COUT 32
+#define TR_WINO_MAX_W 256   /* the transforms' row strips live on the stack */
+static inline int tr_conv_winograd(int cin, int cout, int groups, int kh, int kw, int sh, int sw, int dh, int dw,
+                                   int pt, int pl, int pb, int pr, int H, int W)
+{
+    return groups == 1 && kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && pt == 1 && pl == 1 &&
+           pb == 1 && pr == 1 && H >= TR_WINO_MIN_HW && W >= TR_WINO_MIN_HW && W <= TR_WINO_MAX_W && cin >= TR_WINO_MIN_CIN &&
+           cout >= TR_WINO_MIN_COUT;
+}
+
+/* Floats of the Winograd scratch: the transformed kernels (fixed), and per sample a chunk's
+ * transformed inputs and GEMM results, 16 per 2x2 tile and channel on either side. */
+static inline long long tr_wino_fixed(int cin, int cout) { return 16LL * cin * cout; }
+static inline long long tr_wino_per_sample(int cin, int cout, int H, int W)
+{
+    return 16LL * ((H + 1) / 2) * ((W + 1) / 2) * (cin + cout);
+}
+
 /* The taps t in [*t0, *t1) of a window starting at `start` (taps start + t*d, t < k) that fall
  * in [lo, hi); an empty range when none does. */
 static inline TR_WIN_HD void tr_win_tap_range(int start, int k, int d, int lo, int hi, int *t0, int *t1)

@@ -51,6 +51,19 @@ static int chunk_of(const tr_node *nd, int n)
     return nb < n ? nb : n;
 }
 
+/* Winograd's F(2x2, 3x3) (cpu_winograd.c) for this layer under the caller's choice: the chunk of
+ * samples per thread, or 0 (im2col). Its scratch is the builder's: transformed kernels in the
+ * first tr_wino_fixed floats, the threads' tiles after them. */
+static int wino_chunk(const conv_geo *q, const tr_node *nd, int n, int chunk, int cin, int cout)
+{
+    const tr_conv_attr *a = &nd->attr.conv;
+    if (chunk != -1 || !tr_conv_winograd(q->cin, q->cout, q->groups, q->kh, q->kw, q->sh, q->sw, q->dh, q->dw,
+                                         q->pt, q->pl, a->pb, a->pr, q->H, q->W))
+        return 0;
+    const int64_t room = nd->ws_fixed + nd->ws_per_sample * chunk_of(nd, n) - tr_wino_fixed(q->cin, q->cout);
+    return tr_cpu_wino_chunk(cin, cout, q->H, q->W, n, room);
+}
+
 /* The input already is the column matrix: 1x1 taps, unit strides, no padding (so OH = H). */
 static int is_pointwise(const conv_geo *q)
 {
@@ -490,6 +503,14 @@ void tr_cpu_conv2d_forward_as(tr_graph *g, tr_node *nd, int n, int chunk)
         dw_forward(&q, y, x, w, b, n);
         return;
     }
+    const int wc = wino_chunk(&q, nd, n, chunk, q.cin, q.cout);
+    if (wc > 0) {
+        const int64_t fixed = tr_wino_fixed(q.cin, q.cout);
+        tr_cpu_wino_weights(g->ws, w, q.cout, q.cin, 0);
+        tr_cpu_wino_conv(y, x, g->ws, b, n, q.cin, q.cout, q.H, q.W, 0, g->ws + fixed,
+                         nd->ws_fixed + nd->ws_per_sample * chunk_of(nd, n) - fixed, wc);
+        return;
+    }
     const int nb = chunk_of(nd, n), c = thread_chunk_of(&q, nb, n, chunk);
     conv_ws ws = ws_of(g->ws, &q, nb);
     if (!all_taps(&q)) {
@@ -630,19 +651,15 @@ static int backward_per_thread(const conv_geo *q, float *dx, float *dwg, float *
     return 1;
 }
 
-void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
+/* The weight and bias gradients, and unless dx is NULL the input gradient, by im2col GEMMs. */
+static void backward_gemm(tr_graph *g, tr_node *nd, const conv_geo *gq, int n, int chunk, float *dx)
 {
-    conv_geo q = geo_of(g, nd);
+    const conv_geo q = *gq;
     const float *x = g->tensors[nd->in[0]].data;
-    float *dx = g->tensors[nd->in[0]].grad;
     const float *dy = g->tensors[nd->out].grad;
     const float *w = tr_cpu_param(g, nd, 0);
     float *dw = tr_cpu_pgrad(g, nd, 0);
     float *db = nd->attr.conv.bias ? tr_cpu_pgrad(g, nd, 1) : NULL;
-    if (is_depthwise(&q)) {
-        dw_backward(&q, dx, dw, db, dy, x, w, n);
-        return;
-    }
     const int nb = chunk_of(nd, n);
     conv_ws ws = ws_of(g->ws, &q, nb);
     float *dwg = dw;
@@ -707,6 +724,29 @@ void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
         if (!direct) col2im_add(dxs, ws.col, m, &q);
     }
     if (dwg != dw) unpack_live_add(dw, dwg, &q);
+}
+
+void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
+{
+    conv_geo q = geo_of(g, nd);
+    float *dx = g->tensors[nd->in[0]].grad;
+    if (is_depthwise(&q)) {
+        dw_backward(&q, dx, tr_cpu_pgrad(g, nd, 0), nd->attr.conv.bias ? tr_cpu_pgrad(g, nd, 1) : NULL,
+                    g->tensors[nd->out].grad, g->tensors[nd->in[0]].data, tr_cpu_param(g, nd, 0), n);
+        return;
+    }
+    /* Winograd: dx is the 3x3 "same" convolution of dy by the turned kernels, after the weight
+     * gradient's im2col GEMMs are done with the scratch. (The weight gradient by Winograd too, 16
+     * GEMMs over the tiles of each chunk, measured 1.15-1.25x slower than im2col on resnet18's
+     * 8x8 stage: docs/performance.md.) */
+    const int wc = dx ? wino_chunk(&q, nd, n, chunk, q.cout, q.cin) : 0;
+    backward_gemm(g, nd, &q, n, chunk == -1 ? TR_CONV_IM2COL : chunk, wc > 0 ? NULL : dx);
+    if (wc > 0) {
+        const int64_t fixed = tr_wino_fixed(q.cin, q.cout);
+        tr_cpu_wino_weights(g->ws, tr_cpu_param(g, nd, 0), q.cout, q.cin, 1);
+        tr_cpu_wino_conv(dx, g->tensors[nd->out].grad, g->ws, NULL, n, q.cout, q.cin, q.H, q.W, 1, g->ws + fixed,
+                         nd->ws_fixed + nd->ws_per_sample * chunk_of(nd, n) - fixed, wc);
+    }
 }
 
 void tr_cpu_conv2d_forward(tr_graph *g, tr_node *nd, int n) { tr_cpu_conv2d_forward_as(g, nd, n, -1); }

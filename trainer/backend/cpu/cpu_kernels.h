@@ -10,9 +10,20 @@ void tr_cpu_conv2d_forward(tr_graph *g, tr_node *nd, int n);
 void tr_cpu_conv2d_backward(tr_graph *g, tr_node *nd, int n);
 /* The same with the way the threads share the work chosen by the caller (tests, bench_conv):
  * chunk 0 = the team on each GEMM of the builder's chunks, chunk > 0 = each thread on its own
- * chunks of that many samples, chunk < 0 = as the two above choose by the layer's shape. */
+ * chunks of that many samples, chunk = TR_CONV_IM2COL (-2) = as the two above choose by the layer's
+ * shape, chunk = -1 (the rule) = the same, or Winograd for the shapes tr_conv_winograd takes. */
+#define TR_CONV_IM2COL (-2)
 void tr_cpu_conv2d_forward_as(tr_graph *g, tr_node *nd, int n, int chunk);
 void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk);
+/* trainer/backend/cpu/cpu_winograd.c: F(2x2, 3x3) for 3x3 stride-1 convolutions with padding 1.
+ * The chunk of samples per thread for a scratch of room floats, 0 when not even one sample fits;
+ * u (16, cout, cin) (for_dx: (16, cin, cout), the kernels turned) from w (cout, cin, 3, 3); and
+ * y (n, cout, H, W) = (add: +=) conv(x (n, cin, H, W)) + b (b may be NULL) in chunks of c
+ * samples per thread, with room floats of scratch. */
+int tr_cpu_wino_chunk(int cin, int cout, int H, int W, int n, int64_t room);
+void tr_cpu_wino_weights(float *u, const float *w, int cout, int cin, int for_dx);
+void tr_cpu_wino_conv(float *y, const float *x, const float *u, const float *b, int n, int cin, int cout, int H,
+                      int W, int add, float *scratch, int64_t room, int c);
 /* trainer/backend/cpu/cpu_norm.c */
 void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n);
 void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n);
