@@ -451,11 +451,13 @@ static void test_pool_forward_by_hand(void **state)
 {
     (void)state;
     /* 4x4 image 0..15; max pool 3/2/1 takes the bottom-right of each window; avg pool 3/2/1
-     * divides by 9 including the zero padding; adaptive 4->3 uses bins [0,2) [1,3) [2,4). */
+     * divides by 9 including the zero padding; adaptive 4->3 uses bins [0,2) [1,3) [2,4), 4->2
+     * the windows of a 2x2 average pool. */
     one_op o = setup_graph(1, 4, 4);
     int mp = tr_maxpool(o.g, "mp", o.g->input, 3, 2, 1);
     int ap = tr_avgpool(o.g, "ap", o.g->input, 3, 2, 1);
     int ad = tr_adaptive_avgpool(o.g, "ad", o.g->input, 3, 3);
+    int ad2 = tr_adaptive_avgpool(o.g, "ad2", o.g->input, 2, 2);   /* 4 divides by 2: plain 2x2 windows */
     finish_graph(&o, ad, 1, 1);
     (void)ap;
     float x[16];
@@ -469,6 +471,38 @@ static void test_pool_forward_by_hand(void **state)
     expect_near(o.g->tensors[ap].data, want_ap, 4, 1e-6, "avgpool");
     const float want_ad[9] = {2.5f, 3.5f, 4.5f, 6.5f, 7.5f, 8.5f, 10.5f, 11.5f, 12.5f};
     expect_near(o.g->tensors[ad].data, want_ad, 9, 1e-6, "adaptive avgpool");
+    const float want_ad2[4] = {2.5f, 4.5f, 10.5f, 12.5f};
+    expect_near(o.g->tensors[ad2].data, want_ad2, 4, 0, "adaptive avgpool 4->2");
+    teardown_graph(&o);
+}
+
+/* cnn_small's 2x2 stride-2 max pool by hand: the first of tied maxima wins, a NaN wins and the
+ * first NaN stays, a window of -inf gives -inf at its first tap; the gradient goes to the winner.
+ * A 5x5 input: its last row and column are in no window. */
+static void test_maxpool_2x2_by_hand(void **state)
+{
+    (void)state;
+    one_op o = setup_graph(1, 5, 5);
+    o.g->input_grad = 1;
+    int y = tr_maxpool(o.g, "mp", o.g->input, 2, 2, 0);
+    finish_graph(&o, y, 1, 1);
+    const float N = NAN, I = -INFINITY;
+    const float x[25] = {1, 1, N, 5, 99,   /* windows: {1,1;0,0} {N,5;7,8} */
+                         0, 0, 7, 8, 99,
+                         3, N, I, I, 99,   /*          {3,N;N,9} {-inf x4}  */
+                         N, 9, I, I, 99,
+                         99, 99, 99, 99, 99};
+    memcpy(o.g->tensors[o.g->input].data, x, sizeof x);
+    tr_graph_forward(o.g, 1);
+    const float *yv = o.g->tensors[y].data;
+    assert_true(yv[0] == 1.f && isnan(yv[1]) && isnan(yv[2]) && yv[3] == -INFINITY);
+    tr_graph_zero_act_grads(o.g);
+    const float dy[4] = {1, 2, 3, 4};
+    memcpy(o.g->tensors[y].grad, dy, sizeof dy);
+    tr_graph_backward(o.g, 1);
+    float want[25] = {0};
+    want[0] = 1, want[2] = 2, want[11] = 3, want[12] = 4;
+    expect_near(o.g->tensors[o.g->input].grad, want, 25, 0, "maxpool 2x2 gradient");
     teardown_graph(&o);
 }
 
@@ -694,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_bn_eval_by_hand),
         cmocka_unit_test(test_bn_running_update),
         cmocka_unit_test(test_pool_forward_by_hand),
+        cmocka_unit_test(test_maxpool_2x2_by_hand),
         cmocka_unit_test(test_act_forward_by_hand),
         cmocka_unit_test(test_xent_by_hand),
         cmocka_unit_test(test_sgd_by_hand),
