@@ -313,7 +313,7 @@ static float *params_host(const run_t *r)
 }
 
 /* Evaluation's loss: the same loss and correct count as the training loss on the same forward
- * pass, and the activation grads untouched (the training loss zeroes them all for backward; a
+ * pass, and the activation grads untouched (the training loss zeroes those no backward sets; a
  * sentinel written there must survive evaluation, except in the logits' own grad). */
 static void test_eval_loss(void **state)
 {
@@ -341,6 +341,52 @@ static void test_eval_loss(void **state)
     assert_int_equal(c1, c2);
     for (int64_t k = 0; k < cnt; k++) assert_true(t->grad[k] == 7.0f);
     run_close(&r);
+}
+
+/* Gradients a backward sets instead of adding to (tr_node.grad_set): two steps of each model
+ * with every activation gradient filled with NaN before each step (so a set gradient that some op
+ * wrote only in part, or one read before anything wrote it, poisons the parameters) give the same
+ * parameters, bit for bit, as two steps with every gradient zeroed and added to, as before. */
+static void grad_set_case(const char *arch, int n)
+{
+    run_t a, b;
+    run_open(&a, arch, 3, 32, 10, n, 5);
+    run_open(&b, arch, 3, 32, 10, n, 5);
+    int sets = 0, roots = 0;
+    for (int i = 0; i < a.g->n_nodes; i++) sets += a.g->nodes[i].grad_set != 0;
+    for (int i = 0; i < a.g->n_tensors; i++) {
+        const tr_tensor *t = &a.g->tensors[i];
+        roots += t->view_of < 0 && t->kind == TR_T_ACT && t->grad != NULL;
+    }
+    if (sets == 0 || a.g->n_zero >= roots)
+        fail_msg("%s: %d nodes set a gradient, %d of %d gradients zeroed: the plan sets none", arch, sets,
+                 a.g->n_zero, roots);
+    b.be->grad_set_ops = 0;   /* the old way: zero everything, every backward adds */
+    for (int i = 0; i < b.g->n_nodes; i++) b.g->nodes[i].grad_set = 0;
+    for (int step = 0; step < 2; step++) {
+        for (int i = 0; i < a.g->n_tensors; i++) {
+            const tr_tensor *t = &a.g->tensors[i];
+            if (t->view_of < 0 && t->kind == TR_T_ACT && t->grad)
+                for (int64_t k = 0; k < tr_tensor_elems(t, n); k++) t->grad[k] = NAN;
+        }
+        double la = run_step(&a, 0.01f), lb = run_step(&b, 0.01f);
+        if (memcmp(&la, &lb, sizeof la)) fail_msg("%s step %d: loss %.17g, %.17g the old way", arch, step, la, lb);
+    }
+    float *pa = params_host(&a), *pb = params_host(&b);
+    for (int64_t i = 0; i < a.g->n_params; i++)
+        if (memcmp(&pa[i], &pb[i], sizeof *pa))
+            fail_msg("%s: parameter %lld is %.9g, %.9g the old way", arch, (long long)i, pa[i], pb[i]);
+    free(pa), free(pb);
+    run_close(&a);
+    run_close(&b);
+}
+
+static void test_grad_set_matches_zeroing(void **state)
+{
+    (void)state;
+    static const char *archs[] = {"cnn_small", "resnet18", "densenet121", "mobilenet_v3_large",
+                                  "efficientnet_b0", "vit_tiny"};
+    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++) grad_set_case(archs[i], 3);
 }
 
 /* Two steps on batch 2 of random 32x32 images: losses finite, near ln(classes) at the start
@@ -424,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_train_smoke_resnet50),
         cmocka_unit_test(test_train_smoke_densenet121),
         cmocka_unit_test(test_cnn_small_overfits),
+        cmocka_unit_test(test_grad_set_matches_zeroing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -317,6 +317,7 @@ void tr_graph_free(tr_graph *g)
     free(g->nodes);
     free(g->pspecs);
     free(g->stats_init);
+    free(g->zero_list);
     free(g);
 }
 
@@ -404,6 +405,55 @@ static int has_grad(const tr_graph *g, int id)
     return id != g->input || g->input_grad;
 }
 
+static int base_of(const tr_graph *g, int id);
+
+/* Which backward sets which gradient (tr_node.grad_set), and the list of the others, which
+ * tr_graph_loss zeroes: walking the nodes in backward order, the first node to write a
+ * gradient's memory claims it; it sets it when its op is in the backend's grad_set_ops and the
+ * input is the whole of that memory (itself or a full-size view of it), else the memory goes on
+ * the zero list. Later writers add. Memory nobody writes is zeroed too (its producer reads it),
+ * except the output's, which the loss writes. The scan is host-only and runs once per graph. */
+static deba_status plan_grad_set(tr_graph *g, deba_err *e)
+{
+    free(g->zero_list);
+    g->zero_list = NULL;
+    g->n_zero = 0;
+    char *claimed = calloc((size_t)g->n_tensors, 1);
+    int *list = malloc(sizeof(int) * (size_t)(g->n_tensors ? g->n_tensors : 1));
+    if (!claimed || !list) {
+        free(claimed), free(list);
+        return deba_err_set(e, DEBA_E_NOMEM, "out of memory planning the gradient zeroing");
+    }
+    int nz = 0;
+    /* the loss writes the output's gradient before backward starts: any later reader adds */
+    const int out = base_of(g, g->output);
+    claimed[out] = 1;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        tr_node *nd = &g->nodes[i];
+        nd->grad_set = 0;
+        if (nd->op == TR_OP_VIEW) continue;
+        const int can = (int)((g->be->grad_set_ops >> nd->op) & 1);
+        for (int k = 0; k < nd->n_in; k++) {
+            const int t = nd->in[k], r = base_of(g, t);
+            const tr_tensor *tt = &g->tensors[t], *rt = &g->tensors[r];
+            if (rt->kind != TR_T_ACT || !rt->grad || claimed[r]) continue;
+            claimed[r] = 1;
+            if (can && tr_tensor_elems(tt, 1) == tr_tensor_elems(rt, 1) && k < 32)
+                nd->grad_set |= 1u << k;
+            else
+                list[nz++] = r;
+        }
+    }
+    for (int r = 0; r < g->n_tensors; r++) {
+        const tr_tensor *t = &g->tensors[r];
+        if (t->view_of < 0 && t->kind == TR_T_ACT && t->grad && !claimed[r]) list[nz++] = r;
+    }
+    free(claimed);
+    g->zero_list = list;
+    g->n_zero = nz;
+    return DEBA_OK;
+}
+
 deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e)
 {
     tr_backend *be = g->be;
@@ -465,7 +515,7 @@ deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e)
         nd->saved = sv + off;
         off += align_up(nd->saved_per_sample * n + nd->saved_fixed);
     }
-    return DEBA_OK;
+    return plan_grad_set(g, e);
 }
 
 /* ---- the inference plan ---- */
@@ -750,7 +800,15 @@ void tr_graph_set_batch(tr_graph *g, const float *x, const int *y, int n)
 void tr_graph_loss(tr_graph *g, int n, double *loss_sum, int64_t *correct)
 {
     tr_tensor *out = &g->tensors[g->output];
-    tr_graph_zero_act_grads(g);
+    /* only the gradients no backward sets (plan_grad_set); without grad_set_ops, all of them */
+    if (g->be->grad_set_ops) {
+        for (int i = 0; i < g->n_zero; i++) {
+            const tr_tensor *t = &g->tensors[g->zero_list[i]];
+            g->be->zero(g->be, t->grad, (size_t)tr_tensor_elems(t, n) * sizeof(float));
+        }
+    } else {
+        tr_graph_zero_act_grads(g);
+    }
     g->be->xent(g->be, out->data, g->labels, n, g->classes, out->grad, loss_sum, correct);
 }
 

@@ -145,6 +145,10 @@ typedef struct tr_node {
     tr_op op;
     char name[96];               /* torchvision-style, e.g. "layer1.0.conv1" */
     int in[TR_MAX_IN], n_in;     /* input tensor ids */
+    /* Bit k: this node's backward is the first of the step to write input k's gradient (the
+     * last reader of that memory in forward order) and sets it instead of adding, so the step
+     * need not zero it first. Planned only for ops in the backend's grad_set_ops. */
+    unsigned grad_set;
     int out;                     /* output tensor id */
     int param[TR_MAX_PARAMS];    /* indices into g->pspecs, n_params of them */
     int n_params;
@@ -213,7 +217,8 @@ typedef struct tr_graph tr_graph;
 typedef struct tr_backend tr_backend;
 
 /* An op's forward or backward over the first n samples of the planned batch. Backward adds
- * into input grads (+=) and parameter grads (+=); zeroing is a separate call per step. */
+ * into input grads (+=), or sets those whose bit is in nd->grad_set, and adds into parameter
+ * grads (+=); zeroing is a separate call per step. */
 typedef void (*tr_op_fn)(tr_graph *g, tr_node *nd, int n);
 /* One row of what a backend's kernel timing recorded: what ran, how often, for how long. */
 typedef void (*tr_timing_row_fn)(void *arg, const char *name, uint64_t calls, double total_s);
@@ -232,6 +237,9 @@ struct tr_backend {
     void (*sync)(tr_backend *be);
     tr_op_fn forward[TR_OP_COUNT];
     tr_op_fn backward[TR_OP_COUNT];
+    /* Bit op: that op's backward honours tr_node.grad_set (sets the flagged input gradients
+     * entirely). 0: every activation gradient is zeroed before each backward. */
+    uint64_t grad_set_ops;
     /* Mean softmax cross-entropy over n rows of logits (n, classes); labels in backend memory.
      * Writes dlogits = (softmax − onehot) / n, the loss sum and the number of correct argmaxes
      * (both over the n rows, returned to the host). */
@@ -294,6 +302,8 @@ struct tr_graph {
     int failed;                  /* sticky builder error */
     deba_err err;
     struct tr_infer *infer;      /* the inference plan (tr_graph_plan_infer); NULL until planned */
+    /* Tensors whose gradient no op sets (see tr_node.grad_set): what tr_graph_loss zeroes. */
+    int *zero_list, n_zero;
 };
 
 /* ---- building (host only, no backend memory yet) ---- */

@@ -9,7 +9,7 @@
 #include "trainer/graph.h"
 
 /* Bump on any change to the structs below or to the meaning of a tr_backend entry. */
-#define TR_MODULE_ABI 3   /* 2: tr_backend.sgd_moments; 3: general shapes, TR_OP_BINARY..PAD */
+#define TR_MODULE_ABI 4   /* 2: tr_backend.sgd_moments; 3: general shapes, TR_OP_BINARY..PAD; 4: grad_set */
 #define TR_MODULE_ENTRY "deba_backend_module_init"
 
 /* The module works on the host's graphs and backend struct directly, so both sides must have

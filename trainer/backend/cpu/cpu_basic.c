@@ -61,10 +61,15 @@ static DEBA_AVX2_CLONES void gelu_fwd_span(float *y, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = gelu_fwd(x[i]);
 }
 
-static DEBA_AVX2_CLONES void gelu_bwd_span(float *dx, const float *x, const float *dy, int64_t n)
+static DEBA_AVX2_CLONES void gelu_bwd_span(float *dx, const float *x, const float *dy, int64_t n, int set)
 {
+    if (set) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) dx[i] += gelu_bwd(x[i], dy[i]);
+        for (int64_t i = 0; i < n; i++) dx[i] = gelu_bwd(x[i], dy[i]);
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) dx[i] += gelu_bwd(x[i], dy[i]);
+    }
 }
 
 /* [*i0, *i1): this thread's static share of total elements, in multiples of 16 floats. */
@@ -121,16 +126,21 @@ void tr_cpu_act_backward(tr_graph *g, tr_node *nd, int n)
     const float *x = xt->data, *dy = g->tensors[nd->out].grad;
     float *dx = xt->grad;
     const int64_t total = n * tr_tensor_numel(xt);
+    const int set = tr_cpu_sets(nd, 0);
     if (nd->attr.act == TR_ACT_GELU) {
 #pragma omp parallel
         {
             int64_t i0, i1;
             thread_span(total, &i0, &i1);
-            gelu_bwd_span(dx + i0, x + i0, dy + i0, i1 - i0);
+            gelu_bwd_span(dx + i0, x + i0, dy + i0, i1 - i0, set);
         }
         return;
     }
-    ACT_SWITCH(nd->attr.act, dx[i] += tr_act_backward(kind_, x[i], dy[i]))
+    if (set) {
+        ACT_SWITCH(nd->attr.act, dx[i] = tr_act_backward(kind_, x[i], dy[i]))
+    } else {
+        ACT_SWITCH(nd->attr.act, dx[i] += tr_act_backward(kind_, x[i], dy[i]))
+    }
 }
 
 /* y (rows, out) = x (rows, in) W^T + b, rows = n*c*h. */
@@ -159,11 +169,10 @@ void tr_cpu_linear_backward(tr_graph *g, tr_node *nd, int n)
     const int rows = n * xt->c * xt->h;
     const float *w = tr_cpu_param(g, nd, 0), *dy = g->tensors[nd->out].grad;
     float *dw = tr_cpu_pgrad(g, nd, 0);
-    /* dW (out, in) += dy^T x; dx (rows, in) += dy W */
+    /* dW (out, in) += dy^T x; dx (rows, in) += dy W, or = when this backward sets it */
     tr_cpu_sgemm(1, 0, out, in, rows, 1.f, dy, out, xt->data, in, 1.f, dw, in);
     if (xt->grad)
-        tr_cpu_sgemm(0, 0, rows, in, out, 1.f, dy, out, w, in, 1.f,
-                    xt->grad, in);
+        tr_cpu_sgemm(0, 0, rows, in, out, 1.f, dy, out, w, in, tr_cpu_sets(nd, 0) ? 0.f : 1.f, xt->grad, in);
     if (nd->attr.linear.bias) {
         float *db = tr_cpu_pgrad(g, nd, 1);
         /* column sums in blocks of 32 columns (two cache lines a row, and enough blocks for the
@@ -199,6 +208,11 @@ void tr_cpu_add_backward(tr_graph *g, tr_node *nd, int n)
     for (int j = 0; j < 2; j++) {
         float *d = g->tensors[nd->in[j]].grad;
         if (!d) continue;
+        if (tr_cpu_sets(nd, j)) {
+#pragma omp parallel for simd schedule(static)
+            for (int64_t i = 0; i < total; i++) d[i] = dy[i];
+            continue;
+        }
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < total; i++) d[i] += dy[i];
     }

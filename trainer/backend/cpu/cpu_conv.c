@@ -562,8 +562,8 @@ static void dx_per_thread(const conv_geo *q, float *dx, const float *w, const fl
  * cnn_small's first layer (2 samples per chunk) spent 3.4x its forward there on an idle machine,
  * 12x with one core busy elsewhere (docs/performance.md). Returns 0, having
  * done nothing, when the parts and two single-sample slabs do not fit in the room. */
-static int backward_per_thread(const conv_geo *q, float *dx, float *dwg, float *db, const float *dy, const float *x,
-                               const float *w, float *scratch, int64_t room, int n, int c)
+static int backward_per_thread(const conv_geo *q, float *dx, int set, float *dwg, float *db, const float *dy,
+                               const float *x, const float *w, float *scratch, int64_t room, int n, int c)
 {
     /* An even number of chunks of nearly equal size, so two threads, and the parts, get the same
      * number of samples (64 in chunks of 6 would leave 30 and 34); and small enough that the parts
@@ -625,6 +625,8 @@ static int backward_per_thread(const conv_geo *q, float *dx, float *dwg, float *
                                  dwj + (int64_t)gi * q->coutg * q->Kg, q->Kg);
                 if (!dx) continue;
                 float *dxs = dx + (int64_t)s0 * q->cin * q->HW;
+                /* a gradient this backward sets: zero the chunk's part just before adding into it */
+                if (set) memset(dxs, 0, sizeof(float) * (size_t)m * q->cin * q->HW);
                 /* pointwise, one sample (no slab): W^T dy is dx's layout, accumulate straight in */
                 float *dcol = slab > 0 ? col : dxs;
                 for (int gi = 0; gi < q->groups; gi++)
@@ -651,8 +653,9 @@ static int backward_per_thread(const conv_geo *q, float *dx, float *dwg, float *
     return 1;
 }
 
-/* The weight and bias gradients, and unless dx is NULL the input gradient, by im2col GEMMs. */
-static void backward_gemm(tr_graph *g, tr_node *nd, const conv_geo *gq, int n, int chunk, float *dx)
+/* The weight and bias gradients, and unless dx is NULL the input gradient (set: overwritten), by
+ * im2col GEMMs. */
+static void backward_gemm(tr_graph *g, tr_node *nd, const conv_geo *gq, int n, int chunk, float *dx, int set)
 {
     const conv_geo q = *gq;
     const float *x = g->tensors[nd->in[0]].data;
@@ -670,10 +673,11 @@ static void backward_gemm(tr_graph *g, tr_node *nd, const conv_geo *gq, int n, i
         dwg = ws.dwc;
     }
     const int c = thread_chunk_of(&q, nb, n, chunk);
-    if (c > 0 && backward_per_thread(&q, dx, dwg, db, dy, x, w, ws.col, nd->ws_per_sample * nb, n, c)) {
+    if (c > 0 && backward_per_thread(&q, dx, set, dwg, db, dy, x, w, ws.col, nd->ws_per_sample * nb, n, c)) {
         if (dwg != dw) unpack_live_add(dw, dwg, &q);
         return;
     }
+    if (dx && set) memset(dx, 0, sizeof(float) * (size_t)n * q.cin * q.HW);
     for (int s0 = 0; s0 < n; s0 += nb) {
         const int m = n - s0 < nb ? n - s0 : nb;
         const int64_t ld = (int64_t)m * q.P;
@@ -730,7 +734,9 @@ void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
 {
     conv_geo q = geo_of(g, nd);
     float *dx = g->tensors[nd->in[0]].grad;
+    const int set = dx && tr_cpu_sets(nd, 0);
     if (is_depthwise(&q)) {
+        if (set) memset(dx, 0, sizeof(float) * (size_t)n * q.cin * q.HW);
         dw_backward(&q, dx, tr_cpu_pgrad(g, nd, 0), nd->attr.conv.bias ? tr_cpu_pgrad(g, nd, 1) : NULL,
                     g->tensors[nd->out].grad, g->tensors[nd->in[0]].data, tr_cpu_param(g, nd, 0), n);
         return;
@@ -740,11 +746,11 @@ void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
      * GEMMs over the tiles of each chunk, measured 1.15-1.25x slower than im2col on resnet18's
      * 8x8 stage: docs/performance.md.) */
     const int wc = dx ? wino_chunk(&q, nd, n, chunk, q.cout, q.cin) : 0;
-    backward_gemm(g, nd, &q, n, chunk == -1 ? TR_CONV_IM2COL : chunk, wc > 0 ? NULL : dx);
+    backward_gemm(g, nd, &q, n, chunk == -1 ? TR_CONV_IM2COL : chunk, wc > 0 ? NULL : dx, set);
     if (wc > 0) {
         const int64_t fixed = tr_wino_fixed(q.cin, q.cout);
         tr_cpu_wino_weights(g->ws, tr_cpu_param(g, nd, 0), q.cout, q.cin, 1);
-        tr_cpu_wino_conv(dx, g->tensors[nd->out].grad, g->ws, NULL, n, q.cout, q.cin, q.H, q.W, 1, g->ws + fixed,
+        tr_cpu_wino_conv(dx, g->tensors[nd->out].grad, g->ws, NULL, n, q.cout, q.cin, q.H, q.W, !set, g->ws + fixed,
                          nd->ws_fixed + nd->ws_per_sample * chunk_of(nd, n) - fixed, wc);
     }
 }

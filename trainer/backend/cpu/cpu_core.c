@@ -56,4 +56,9 @@ void tr_cpu_register_core(tr_backend *be)
     OP(TR_OP_LINEAR, linear);
     OP(TR_OP_ADD, add);
 #undef OP
+    /* backwards that set the input gradient they are first to write (tr_node.grad_set): the
+     * step then zeroes only the rest (tr_graph_loss). Other families register their own ops and
+     * keep adding into zeroed gradients. */
+    be->grad_set_ops = 1ull << TR_OP_CONV2D | 1ull << TR_OP_BATCHNORM | 1ull << TR_OP_ACT | 1ull << TR_OP_MAXPOOL |
+                       1ull << TR_OP_AVGPOOL | 1ull << TR_OP_ADAPTIVE_AVGPOOL | 1ull << TR_OP_LINEAR | 1ull << TR_OP_ADD;
 }

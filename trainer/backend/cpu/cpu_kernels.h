@@ -56,6 +56,9 @@ void tr_cpu_sgd_moments(tr_backend *be, float *p, const float *g, float *m, int6
 void tr_cpu_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                   int ldb, float beta, float *C, int ldc);
 
+/* Whether this backward sets input k's gradient (tr_node.grad_set) instead of adding to it. */
+static inline int tr_cpu_sets(const tr_node *nd, int k) { return (int)((nd->grad_set >> k) & 1u); }
+
 static inline float *tr_cpu_param(tr_graph *g, const tr_node *nd, int j)
 {
     return g->params + g->pspecs[nd->param[j]].off;

@@ -112,6 +112,7 @@ void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n)
     float *dw = tr_cpu_pgrad(g, nd, 0), *db = tr_cpu_pgrad(g, nd, 1);
     const float *mean = nd->saved, *rstd = nd->saved + C;
     const int training = g->training, cb = bn_block(HW, C), blocks = (C + cb - 1) / cb;
+    const int set = tr_cpu_sets(nd, 0);
 #pragma omp parallel for schedule(static)
     for (int bk = 0; bk < blocks; bk++) {
         const int c0 = bk * cb, c1 = c0 + cb < C ? c0 + cb : C;
@@ -149,8 +150,13 @@ void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n)
                 const float *dp = dy + ((int64_t)i * C + c) * HW;
                 float *gp = dx + ((int64_t)i * C + c) * HW;
                 const float kc = k[c - c0], mac = ma[c - c0], mbc = mb[c - c0], mu = mean[c];
+                if (set) {
 #pragma omp simd
-                for (int64_t j = 0; j < HW; j++) gp[j] += kc * (dp[j] - mac - (xp[j] - mu) * mbc);
+                    for (int64_t j = 0; j < HW; j++) gp[j] = kc * (dp[j] - mac - (xp[j] - mu) * mbc);
+                } else {
+#pragma omp simd
+                    for (int64_t j = 0; j < HW; j++) gp[j] += kc * (dp[j] - mac - (xp[j] - mu) * mbc);
+                }
             }
     }
 }

@@ -8,6 +8,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 /* The window of a pooling node: output (oh, ow) reads rows oh*sh - pt + ki*dh, ki < kh, and
  * columns likewise. */
@@ -156,11 +157,13 @@ void tr_cpu_maxpool_backward(tr_graph *g, tr_node *nd, int n)
     const int planes = n * xt->c;
     const int64_t HW = (int64_t)xt->h * xt->w, P = (int64_t)yt->h * yt->w;
     const int32_t *arg = (const int32_t *)nd->saved;
+    const int set = tr_cpu_sets(nd, 0);
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
         float *dxp = xt->grad + pl * HW;
         const float *dyp = yt->grad + pl * P;
         const int32_t *ap = arg + pl * P;
+        if (set) memset(dxp, 0, sizeof(float) * (size_t)HW);   /* this plane, while it is in cache */
         for (int64_t i = 0; i < P; i++)
             if (ap[i] >= 0) dxp[ap[i]] += dyp[i];
     }
@@ -288,9 +291,10 @@ void tr_cpu_avgpool_backward(tr_graph *g, tr_node *nd, int n)
     const int cip = nd->attr.pool.count_include_pad;
     const int H = xt->h, W = xt->w, OH = yt->h, OW = yt->w, planes = n * xt->c;
     const int64_t HW = (int64_t)H * W, P = (int64_t)OH * OW;
-    const int constant = avg_constant(&q, cip, H, W, OH, OW);
+    const int constant = avg_constant(&q, cip, H, W, OH, OW), set = tr_cpu_sets(nd, 0);
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
+        if (set) memset(xt->grad + pl * HW, 0, sizeof(float) * (size_t)HW);
         if (constant)
             avgpool_plane_constant_backward(xt->grad + pl * HW, yt->grad + pl * P, H, W, OH, OW, &q);
         else
@@ -347,11 +351,12 @@ void tr_cpu_adaptive_avgpool_backward(tr_graph *g, tr_node *nd, int n)
     const int H = xt->h, W = xt->w, OH = yt->h, OW = yt->w, planes = n * xt->c;
     const int64_t HW = (int64_t)H * W, P = (int64_t)OH * OW;
     pool_win q;
-    const int uniform = adaptive_uniform(H, W, OH, OW, &q);
+    const int uniform = adaptive_uniform(H, W, OH, OW, &q), set = tr_cpu_sets(nd, 0);
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
         float *dxp = xt->grad + pl * HW;
         const float *dyp = yt->grad + pl * P;
+        if (set) memset(dxp, 0, sizeof(float) * (size_t)HW);
         if (uniform) {
             avgpool_plane_constant_backward(dxp, dyp, H, W, OH, OW, &q);
             continue;
