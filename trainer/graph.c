@@ -23,7 +23,7 @@ struct tr_infer {
     float **t_data, **t_grad, **t_saved;   /* the training plan's, while on */
     float *t_act, *t_act_grad, *t_saved_arena, *t_ws;
     int *t_labels;
-    int t_n, t_training;
+    int t_n, t_training, t_fusing;
 };
 
 static const char *OP_NAMES[TR_OP_COUNT] = {
@@ -407,6 +407,30 @@ static int has_grad(const tr_graph *g, int id)
 
 static int base_of(const tr_graph *g, int id);
 
+/* Batch norm + ReLU in one pass each way where the backend can (tr_node.relu_out): a batch
+ * norm whose output is read only by the ReLU node right after it, neither of them the graph's
+ * output. The batch norm's own output is then never written, and the ReLU's input gradient never
+ * read. */
+static void plan_fusion(tr_graph *g)
+{
+    g->fusing = 0;
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].relu_out = 0, g->nodes[i].fused = 0;
+    if (!g->be->fuse_bn_relu) return;
+    for (int i = 0; i + 1 < g->n_nodes; i++) {
+        tr_node *bn = &g->nodes[i], *act = &g->nodes[i + 1];
+        if (bn->op != TR_OP_BATCHNORM || act->op != TR_OP_ACT || act->attr.act != TR_ACT_RELU ||
+            act->in[0] != bn->out || bn->out == g->output || act->out == g->output)
+            continue;
+        int readers = 0;
+        for (int j = 0; j < g->n_nodes; j++)
+            for (int k = 0; k < g->nodes[j].n_in; k++) readers += base_of(g, g->nodes[j].in[k]) == bn->out;
+        if (readers != 1) continue;
+        bn->relu_out = act->out;
+        act->fused = 1;
+        g->fusing = 1;
+    }
+}
+
 /* Which backward sets which gradient (tr_node.grad_set), and the list of the others, which
  * tr_graph_loss zeroes: walking the nodes in backward order, the first node to write a
  * gradient's memory claims it; it sets it when its op is in the backend's grad_set_ops and the
@@ -515,6 +539,7 @@ deba_status tr_graph_plan(tr_graph *g, int n, deba_err *e)
         nd->saved = sv + off;
         off += align_up(nd->saved_per_sample * n + nd->saved_fixed);
     }
+    plan_fusion(g);
     return plan_grad_set(g, e);
 }
 
@@ -746,6 +771,9 @@ void tr_graph_infer_begin(tr_graph *g)
     p->t_labels = g->labels, p->t_n = g->planned_n, p->t_training = g->training;
     g->act = p->act, g->act_grad = NULL, g->saved_arena = p->scratch, g->ws = p->ws;
     g->labels = p->labels, g->planned_n = p->n, g->training = 0;
+    /* the inference arena packs tensors by liveness: a batch norm writing the ReLU's output
+     * could land on its own input there, so the plan runs unfused */
+    p->t_fusing = g->fusing, g->fusing = 0;
     p->on = 1;
 }
 
@@ -760,6 +788,7 @@ void tr_graph_infer_end(tr_graph *g)
     for (int j = 0; j < g->n_nodes; j++) g->nodes[j].saved = p->t_saved[j];
     g->act = p->t_act, g->act_grad = p->t_act_grad, g->saved_arena = p->t_saved_arena, g->ws = p->t_ws;
     g->labels = p->t_labels, g->planned_n = p->t_n, g->training = p->t_training;
+    g->fusing = p->t_fusing;
     p->on = 0;
 }
 
@@ -767,7 +796,7 @@ void tr_graph_forward(tr_graph *g, int n)
 {
     for (int i = 0; i < g->n_nodes; i++) {
         tr_node *nd = &g->nodes[i];
-        if (nd->op != TR_OP_VIEW) g->be->forward[nd->op](g, nd, n);
+        if (nd->op != TR_OP_VIEW && !(nd->fused && g->fusing)) g->be->forward[nd->op](g, nd, n);
     }
 }
 
@@ -781,7 +810,7 @@ void tr_graph_backward(tr_graph *g, int n)
 {
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         tr_node *nd = &g->nodes[i];
-        if (nd->op != TR_OP_VIEW) g->be->backward[nd->op](g, nd, n);
+        if (nd->op != TR_OP_VIEW && !(nd->fused && g->fusing)) g->be->backward[nd->op](g, nd, n);
     }
 }
 

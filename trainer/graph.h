@@ -149,6 +149,11 @@ typedef struct tr_node {
      * last reader of that memory in forward order) and sets it instead of adding, so the step
      * need not zero it first. Planned only for ops in the backend's grad_set_ops. */
     unsigned grad_set;
+    /* Batch norm followed by the ReLU that is its only reader, where the backend fuses them
+     * (tr_backend.fuse_bn_relu): on the batch norm, relu_out is the ReLU's output tensor, which
+     * its forward writes as relu(bn(x)) and whose gradient and values its backward reads; the
+     * ReLU node has fused = 1 and is skipped. 0 / 0 otherwise. Off in the inference plan. */
+    int relu_out, fused;
     int out;                     /* output tensor id */
     int param[TR_MAX_PARAMS];    /* indices into g->pspecs, n_params of them */
     int n_params;
@@ -240,6 +245,7 @@ struct tr_backend {
     /* Bit op: that op's backward honours tr_node.grad_set (sets the flagged input gradients
      * entirely). 0: every activation gradient is zeroed before each backward. */
     uint64_t grad_set_ops;
+    int fuse_bn_relu;                /* 1: batch norm runs the ReLU after it (tr_node.relu_out) */
     /* Mean softmax cross-entropy over n rows of logits (n, classes); labels in backend memory.
      * Writes dlogits = (softmax − onehot) / n, the loss sum and the number of correct argmaxes
      * (both over the n rows, returned to the host). */
@@ -304,6 +310,7 @@ struct tr_graph {
     struct tr_infer *infer;      /* the inference plan (tr_graph_plan_infer); NULL until planned */
     /* Tensors whose gradient no op sets (see tr_node.grad_set): what tr_graph_loss zeroes. */
     int *zero_list, n_zero;
+    int fusing;                  /* 1: the planned BN+ReLU fusions are on (not in the inference plan) */
 };
 
 /* ---- building (host only, no backend memory yet) ---- */

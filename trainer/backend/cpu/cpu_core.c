@@ -61,4 +61,7 @@ void tr_cpu_register_core(tr_backend *be)
      * keep adding into zeroed gradients. */
     be->grad_set_ops = 1ull << TR_OP_CONV2D | 1ull << TR_OP_BATCHNORM | 1ull << TR_OP_ACT | 1ull << TR_OP_MAXPOOL |
                        1ull << TR_OP_AVGPOOL | 1ull << TR_OP_ADAPTIVE_AVGPOOL | 1ull << TR_OP_LINEAR | 1ull << TR_OP_ADD;
+    /* batch norm writes relu(bn(x)) and masks the ReLU's gradient itself (tr_node.relu_out):
+     * one pass over the tensor each way instead of two */
+    be->fuse_bn_relu = 1;
 }

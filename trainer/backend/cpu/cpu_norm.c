@@ -46,7 +46,9 @@ void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n)
 {
     const tr_tensor *xt = &g->tensors[nd->in[0]];
     const float *x = xt->data;
-    float *y = g->tensors[nd->out].data;
+    /* fused with the ReLU after it (tr_node.relu_out): write relu(bn(x)) into the ReLU's output */
+    const int fuse = nd->relu_out && g->fusing;
+    float *y = g->tensors[fuse ? nd->relu_out : nd->out].data;
     const int C = xt->c;
     const int64_t HW = (int64_t)xt->h * xt->w, M = (int64_t)n * HW;
     const float *w = tr_cpu_param(g, nd, 0), *b = tr_cpu_param(g, nd, 1);
@@ -94,8 +96,16 @@ void tr_cpu_batchnorm_forward(tr_graph *g, tr_node *nd, int n)
                 const float *xp = x + ((int64_t)i * C + c) * HW;
                 float *yp = y + ((int64_t)i * C + c) * HW;
                 const float sc = scale[c - c0], sh = shift[c - c0];
+                if (fuse) {
 #pragma omp simd
-                for (int64_t j = 0; j < HW; j++) yp[j] = xp[j] * sc + sh;
+                    for (int64_t j = 0; j < HW; j++) {
+                        const float v = xp[j] * sc + sh;
+                        yp[j] = v > 0.f ? v : 0.f;   /* tr_act_forward's ReLU */
+                    }
+                } else {
+#pragma omp simd
+                    for (int64_t j = 0; j < HW; j++) yp[j] = xp[j] * sc + sh;
+                }
             }
     }
 }
@@ -105,7 +115,10 @@ void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n)
     const tr_tensor *xt = &g->tensors[nd->in[0]];
     const float *x = xt->data;
     float *dx = xt->grad;
-    const float *dy = g->tensors[nd->out].grad;
+    /* fused (tr_node.relu_out): the ReLU's gradient, masked by its output as the ReLU's backward
+     * would (y > 0 exactly when its input was) */
+    const int fuse = nd->relu_out && g->fusing;
+    const float *dy = g->tensors[fuse ? nd->relu_out : nd->out].grad, *ry = fuse ? g->tensors[nd->relu_out].data : NULL;
     const int C = xt->c;
     const int64_t HW = (int64_t)xt->h * xt->w, M = (int64_t)n * HW;
     const float *w = tr_cpu_param(g, nd, 0);
@@ -124,10 +137,21 @@ void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n)
                 const float *dp = dy + ((int64_t)i * C + c) * HW;
                 const float mu = mean[c];
                 float a = 0.f, bb = 0.f;
+                if (fuse) {
+                    const float *rp = ry + ((int64_t)i * C + c) * HW;
 #pragma omp simd reduction(+ : a, bb)
-                for (int64_t j = 0; j < HW; j++) {
-                    a += dp[j];
-                    bb += dp[j] * (xp[j] - mu);
+                    for (int64_t j = 0; j < HW; j++) {
+                        /* both loads unconditional, so the select vectorises */
+                        const float dv = dp[j], r = rp[j], d = r > 0.f ? dv : 0.f;
+                        a += d;
+                        bb += d * (xp[j] - mu);
+                    }
+                } else {
+#pragma omp simd reduction(+ : a, bb)
+                    for (int64_t j = 0; j < HW; j++) {
+                        a += dp[j];
+                        bb += dp[j] * (xp[j] - mu);
+                    }
                 }
                 sdy[c - c0] += a;
                 sdyx[c - c0] += bb;
@@ -150,7 +174,22 @@ void tr_cpu_batchnorm_backward(tr_graph *g, tr_node *nd, int n)
                 const float *dp = dy + ((int64_t)i * C + c) * HW;
                 float *gp = dx + ((int64_t)i * C + c) * HW;
                 const float kc = k[c - c0], mac = ma[c - c0], mbc = mb[c - c0], mu = mean[c];
-                if (set) {
+                if (fuse) {
+                    const float *rp = ry + ((int64_t)i * C + c) * HW;
+                    if (set) {
+#pragma omp simd
+                        for (int64_t j = 0; j < HW; j++) {
+                            const float dv = dp[j], r = rp[j];
+                            gp[j] = kc * ((r > 0.f ? dv : 0.f) - mac - (xp[j] - mu) * mbc);
+                        }
+                    } else {
+#pragma omp simd
+                        for (int64_t j = 0; j < HW; j++) {
+                            const float dv = dp[j], r = rp[j];
+                            gp[j] += kc * ((r > 0.f ? dv : 0.f) - mac - (xp[j] - mu) * mbc);
+                        }
+                    }
+                } else if (set) {
 #pragma omp simd
                     for (int64_t j = 0; j < HW; j++) gp[j] = kc * (dp[j] - mac - (xp[j] - mu) * mbc);
                 } else {
