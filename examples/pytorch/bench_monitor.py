@@ -19,6 +19,25 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import deba.torch   # noqa: E402
 
 
+def step(model, opt, x, y, batch, sync, mon=None):
+    """One training step (zero_grad, forward, loss, backward, [mon.after_backward], opt.step), synchronised
+    around its parts: returns the seconds of forward + backward, of after_backward, and of opt.step."""
+    sync()
+    t0 = time.perf_counter()
+    opt.zero_grad()
+    out = model(x)
+    loss = torch.nn.functional.cross_entropy(out, y)
+    loss.backward()
+    sync()
+    t1 = time.perf_counter()
+    if mon is not None:
+        mon.after_backward(loss, batch, correct=(out.argmax(1) == y).sum())
+    t2 = time.perf_counter()
+    opt.step()
+    sync()
+    return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="cpu")
@@ -42,22 +61,10 @@ def main():
                                  optimizer=opt)
         step_t, mon_t = [], []
         for i in range(a.steps + 2):
-            sync()
-            t0 = time.perf_counter()
-            opt.zero_grad()
-            out_ = model(x)
-            loss = torch.nn.functional.cross_entropy(out_, y)
-            loss.backward()
-            sync()
-            t1 = time.perf_counter()
-            mon.after_backward(loss, a.batch, correct=(out_.argmax(1) == y).sum())
-            t2 = time.perf_counter()
-            opt.step()
-            sync()
-            t3 = time.perf_counter()
+            fb, m, st = step(model, opt, x, y, a.batch, sync, mon)
             if i >= 2:   # the first steps warm up allocators and kernels
-                step_t.append((t1 - t0) + (t3 - t2))
-                mon_t.append(t2 - t1)
+                step_t.append(fb + st)
+                mon_t.append(m)
         mon.close("interrupted")
     s, m = statistics.median(step_t), statistics.median(mon_t)
     print(f"resnet18 B={a.batch} {a.image_size}x{a.image_size} on {dev.type} ({torch.get_num_threads()} threads): step {s * 1e3:.1f} ms, "
@@ -84,22 +91,10 @@ def fused(a):
                                  optimizer=opt_m)
         for i in range(a.steps + 2):
             for side, model, opt in (("plain", plain, opt_p), ("mon", mon_model, opt_m))[::1 if i % 2 else -1]:
-                sync()
-                t0 = time.perf_counter()
-                opt.zero_grad()
-                out_ = model(x)
-                loss = torch.nn.functional.cross_entropy(out_, y)
-                loss.backward()
-                sync()
-                t1 = time.perf_counter()
-                if side == "mon":
-                    mon.after_backward(loss, a.batch, correct=(out_.argmax(1) == y).sum())
-                opt.step()
-                sync()
-                t2 = time.perf_counter()
+                fb, m, st = step(model, opt, x, y, a.batch, sync, mon if side == "mon" else None)
                 if i >= 2:   # the first steps warm up allocators and kernels
-                    times[side][0].append(t2 - t0)
-                    times[side][1].append(t2 - t1)
+                    times[side][0].append(fb + m + st)
+                    times[side][1].append(m + st)
         mon.close("interrupted")
     (sp, tp), (sm, tm) = [[statistics.median(v) for v in times[k]] for k in ("plain", "mon")]
     print(f"resnet18 B={a.batch} {a.image_size}x{a.image_size} on {dev.type} ({torch.get_num_threads()} threads), "
