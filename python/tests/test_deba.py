@@ -278,6 +278,9 @@ class SgdTest(unittest.TestCase):
             opt.step()
         self.assertEqual(a.tolist(), [1, 1, 1])
 
+    # torch reports the modified tensor by throwing a C++ exception, which ASan's __cxa_throw
+    # interceptor cannot pass on when make sanitize preloads libasan into a python3 built without it
+    @unittest.skipIf("libasan" in os.environ.get("LD_PRELOAD", ""), "torch's C++ exceptions abort under preloaded ASan")
     def test_autograd_sees_the_update(self):
         """A graph that saved a parameter refuses to backward after the step, as with torch's SGD."""
         import torch
