@@ -416,19 +416,20 @@ static void plan_fusion(tr_graph *g)
     g->fusing = 0;
     for (int i = 0; i < g->n_nodes; i++) g->nodes[i].relu_out = 0, g->nodes[i].fused = 0;
     if (!g->be->fuse_bn_relu) return;
+    int *readers = calloc((size_t)g->n_tensors, sizeof *readers);   /* of each tensor's memory */
+    if (!readers) return;   /* unfused is still right */
+    for (int j = 0; j < g->n_nodes; j++)
+        for (int k = 0; k < g->nodes[j].n_in; k++) readers[base_of(g, g->nodes[j].in[k])]++;
     for (int i = 0; i + 1 < g->n_nodes; i++) {
         tr_node *bn = &g->nodes[i], *act = &g->nodes[i + 1];
         if (bn->op != TR_OP_BATCHNORM || act->op != TR_OP_ACT || act->attr.act != TR_ACT_RELU ||
-            act->in[0] != bn->out || bn->out == g->output || act->out == g->output)
+            act->in[0] != bn->out || bn->out == g->output || act->out == g->output || readers[bn->out] != 1)
             continue;
-        int readers = 0;
-        for (int j = 0; j < g->n_nodes; j++)
-            for (int k = 0; k < g->nodes[j].n_in; k++) readers += base_of(g, g->nodes[j].in[k]) == bn->out;
-        if (readers != 1) continue;
         bn->relu_out = act->out;
         act->fused = 1;
         g->fusing = 1;
     }
+    free(readers);
 }
 
 /* Which backward sets which gradient (tr_node.grad_set), and the list of the others, which

@@ -51,17 +51,25 @@ static int chunk_of(const tr_node *nd, int n)
     return nb < n ? nb : n;
 }
 
-/* Winograd's F(2x2, 3x3) (cpu_winograd.c) for this layer under the caller's choice: the chunk of
- * samples per thread, or 0 (im2col). Its scratch is the builder's: transformed kernels in the
- * first tr_wino_fixed floats, the threads' tiles after them. */
+/* Winograd's F(2x2, 3x3) (cpu_winograd.c) scratch is the builder's: the transformed kernels in the
+ * first tr_wino_fixed floats (wino_u), the threads' tiles in the rest (wino_tiles, wino_room). */
+static float *wino_u(tr_graph *g) { return g->ws; }
+static float *wino_tiles(tr_graph *g, const conv_geo *q) { return g->ws + tr_wino_fixed(q->cin, q->cout); }
+static int64_t wino_room(const tr_node *nd, const conv_geo *q, int n)
+{
+    return nd->ws_fixed + nd->ws_per_sample * chunk_of(nd, n) - tr_wino_fixed(q->cin, q->cout);
+}
+
+/* Winograd for this layer under the caller's choice (the rule, chunk -1, and a shape
+ * tr_conv_winograd takes): the chunk of samples per thread for a convolution from cin to cout
+ * channels (the forward's, or the input gradient's with the two swapped), or 0 (im2col). */
 static int wino_chunk(const conv_geo *q, const tr_node *nd, int n, int chunk, int cin, int cout)
 {
     const tr_conv_attr *a = &nd->attr.conv;
     if (chunk != -1 || !tr_conv_winograd(q->cin, q->cout, q->groups, q->kh, q->kw, q->sh, q->sw, q->dh, q->dw,
                                          q->pt, q->pl, a->pb, a->pr, q->H, q->W))
         return 0;
-    const int64_t room = nd->ws_fixed + nd->ws_per_sample * chunk_of(nd, n) - tr_wino_fixed(q->cin, q->cout);
-    return tr_cpu_wino_chunk(cin, cout, q->H, q->W, n, room);
+    return tr_cpu_wino_chunk(cin, cout, q->H, q->W, n, wino_room(nd, q, n));
 }
 
 /* The input already is the column matrix: 1x1 taps, unit strides, no padding (so OH = H). */
@@ -505,10 +513,8 @@ void tr_cpu_conv2d_forward_as(tr_graph *g, tr_node *nd, int n, int chunk)
     }
     const int wc = wino_chunk(&q, nd, n, chunk, q.cin, q.cout);
     if (wc > 0) {
-        const int64_t fixed = tr_wino_fixed(q.cin, q.cout);
-        tr_cpu_wino_weights(g->ws, w, q.cout, q.cin, 0);
-        tr_cpu_wino_conv(y, x, g->ws, b, n, q.cin, q.cout, q.H, q.W, 0, g->ws + fixed,
-                         nd->ws_fixed + nd->ws_per_sample * chunk_of(nd, n) - fixed, wc);
+        tr_cpu_wino_weights(wino_u(g), w, q.cout, q.cin, 0);
+        tr_cpu_wino_conv(y, x, wino_u(g), b, n, q.cin, q.cout, q.H, q.W, 0, wino_tiles(g, &q), wino_room(nd, &q, n), wc);
         return;
     }
     const int nb = chunk_of(nd, n), c = thread_chunk_of(&q, nb, n, chunk);
@@ -748,10 +754,9 @@ void tr_cpu_conv2d_backward_as(tr_graph *g, tr_node *nd, int n, int chunk)
     const int wc = dx ? wino_chunk(&q, nd, n, chunk, q.cout, q.cin) : 0;
     backward_gemm(g, nd, &q, n, chunk == -1 ? TR_CONV_IM2COL : chunk, wc > 0 ? NULL : dx, set);
     if (wc > 0) {
-        const int64_t fixed = tr_wino_fixed(q.cin, q.cout);
-        tr_cpu_wino_weights(g->ws, tr_cpu_param(g, nd, 0), q.cout, q.cin, 1);
-        tr_cpu_wino_conv(dx, g->tensors[nd->out].grad, g->ws, NULL, n, q.cout, q.cin, q.H, q.W, !set, g->ws + fixed,
-                         nd->ws_fixed + nd->ws_per_sample * chunk_of(nd, n) - fixed, wc);
+        tr_cpu_wino_weights(wino_u(g), tr_cpu_param(g, nd, 0), q.cout, q.cin, 1);
+        tr_cpu_wino_conv(dx, g->tensors[nd->out].grad, wino_u(g), NULL, n, q.cout, q.cin, q.H, q.W, !set,
+                         wino_tiles(g, &q), wino_room(nd, &q, n), wc);
     }
 }
 
