@@ -437,7 +437,7 @@ static void plan_fusion(tr_graph *g)
  * gradient's memory claims it; it sets it when its op is in the backend's grad_set_ops and the
  * input is the whole of that memory (itself or a full-size view of it), else the memory goes on
  * the zero list. Later writers add. Memory nobody writes is zeroed too (its producer reads it),
- * except the output's, which the loss writes. The scan is host-only and runs once per graph. */
+ * except the output's, which the loss writes. The scan is host-only and runs when the plan grows. */
 static deba_status plan_grad_set(tr_graph *g, deba_err *e)
 {
     free(g->zero_list);

@@ -16,14 +16,9 @@
 
 static int64_t tiles_of(int H, int W) { return (int64_t)((H + 1) / 2) * ((W + 1) / 2); }
 
-static int64_t slab_of(int cin, int cout, int H, int W, int c)
-{
-    return 16 * (int64_t)c * tiles_of(H, W) * (cin + cout);
-}
-
 int tr_cpu_wino_chunk(int cin, int cout, int H, int W, int n, int64_t room)
 {
-    const int64_t per = slab_of(cin, cout, H, W, 1);
+    const int64_t per = tr_wino_per_sample(cin, cout, H, W);   /* the builder sizes the scratch by it too */
     if (n < 1 || room < per) return 0;
     int64_t c = TR_WINO_CHUNK_BYTES / ((int64_t)sizeof(float) * per);
     if (c < 1) c = 1;
@@ -154,7 +149,7 @@ void tr_cpu_wino_conv(float *y, const float *x, const float *u, const float *b, 
                       int W, int add, float *scratch, int64_t room, int c)
 {
     const int chunks = (n + c - 1) / c;
-    const int64_t slab = slab_of(cin, cout, H, W, c), tp = tiles_of(H, W), HW = (int64_t)H * W;
+    const int64_t slab = c * tr_wino_per_sample(cin, cout, H, W), tp = tiles_of(H, W), HW = (int64_t)H * W;
     int team = omp_get_max_threads();
     if (room / slab < team) team = (int)(room / slab);
     if (team > chunks) team = chunks;
