@@ -1,61 +1,71 @@
-/* The SPEC §2 gradient moments Σg and Σg², summed in one fixed order whatever the thread count:
- * the gradient is cut into blocks that depend only on its length, each block sums in 8 lanes
- * (so the loop vectorizes) combined in lane order, and block sums add in block order. Shared by
- * deba_grad_moments and the CPU backend's fused SGD pass, which must agree bit for bit. */
+/* The SPEC §2 gradient moments Σg and Σg², summed in one fixed order whatever the thread count,
+ * shared by every pass that reports them (deba_grad_moments, deba_grad_moments_many, the fused
+ * SGD step of libdeba and the CPU backend's), which therefore agree bit for bit:
+ *   - the arrays are cut into units of at most DEBA_MOMENT_UNIT values that never straddle two
+ *     arrays; units run in parallel, their sums add in unit order, in double (moment_units);
+ *   - a unit sums blocks of DEBA_MOMENT_FOLD values one after the other into its double sums;
+ *   - a block sums in DEBA_MOMENT_FLANES float lanes (so the loop vectorises at any width and a
+ *     lane adds no more than 64 values), combined in lane order (deba_moment_fold).
+ * Float only inside a block of 1024: within about 1e-6 relative of an all-double sum on real
+ * gradients (docs/formats.md), and cheaper than double lanes inside the update pass
+ * (docs/performance.md, "DEBA signals fused into the update"). This
+ * header is private to the library: moment_units is a global of libdeba.a that the trainer's
+ * CPU backend calls, and not exported from libdeba.so (its name does not start with deba_). */
 #ifndef DEBA_CORE_MOMENTS_H
 #define DEBA_CORE_MOMENTS_H
 
 #include <stdint.h>
 
-#define DEBA_MOMENT_MAX_BLOCKS 256
-#define DEBA_MOMENT_MIN_BLOCK  8192
-#define DEBA_MOMENT_LANES      8
+#define DEBA_MOMENT_UNIT   16384
+#define DEBA_MOMENT_FOLD   1024
+#define DEBA_MOMENT_FLANES 16
 
-/* Number of blocks for d entries, and their length (the last one may be shorter). */
-static inline int64_t deba_moment_blocks(int64_t d, int64_t *len)
-{
-    int64_t nblk = d > 0 ? (d + DEBA_MOMENT_MIN_BLOCK - 1) / DEBA_MOMENT_MIN_BLOCK : 0;
-    if (nblk > DEBA_MOMENT_MAX_BLOCKS) nblk = DEBA_MOMENT_MAX_BLOCKS;
-    *len = nblk ? (d + nblk - 1) / nblk : 0;
-    return nblk;
-}
-
-/* Adds g[0..8) to the lane sums s and q (DEBA_MOMENT_LANES each). */
-static inline void deba_moment_lanes(double *s, double *q, const float *g)
+/* A block's lanes: adds x[0..DEBA_MOMENT_FLANES) to the lane sums ls and lq. */
+static inline __attribute__((always_inline)) void deba_moment_lanes(float *ls, float *lq, const float *x)
 {
 #pragma omp simd
-    for (int k = 0; k < DEBA_MOMENT_LANES; k++) {
-        double v = g[k];
-        s[k] += v;
-        q[k] += v * v;
+    for (int k = 0; k < DEBA_MOMENT_FLANES; k++) {
+        ls[k] += x[k];
+        lq[k] += x[k] * x[k];
     }
 }
 
-/* Adds the last n < 8 values to lanes 0..n-1 and sums the lanes in lane order. */
-static inline void deba_moment_finish(double *s, double *q, const float *g, int64_t n, double *sum, double *sumsq)
+/* Ends a block: adds its last n < DEBA_MOMENT_FLANES values x[0..n) to lanes 0..n-1, sums the lanes
+ * in lane order and adds the block's sums to *s and *q. */
+static inline __attribute__((always_inline)) void deba_moment_block_end(float *ls, float *lq, const float *x,
+                                                                         int64_t n, double *s, double *q)
 {
     for (int64_t k = 0; k < n; k++) {
-        double v = g[k];
-        s[k] += v;
-        q[k] += v * v;
+        ls[k] += x[k];
+        lq[k] += x[k] * x[k];
     }
-    double ts = 0.0, tq = 0.0;
-    for (int k = 0; k < DEBA_MOMENT_LANES; k++) {
-        ts += s[k];
-        tq += q[k];
+    float ts = 0.f, tq = 0.f;
+    for (int k = 0; k < DEBA_MOMENT_FLANES; k++) {
+        ts += ls[k];
+        tq += lq[k];
     }
-    *sum = ts;
-    *sumsq = tq;
+    *s += ts;
+    *q += tq;
 }
 
-/* Σg and Σg² of g[0..n) in double. A pass that does more with each value (the fused SGD update)
- * calls deba_moment_lanes and deba_moment_finish in the same pattern and gets the same bits. */
-static inline void deba_moment_span(const float *g, int64_t n, double *sum, double *sumsq)
+/* Adds Σx and Σx² of one block x[0..m), m <= DEBA_MOMENT_FOLD, to *s and *q. A pass that does
+ * more with each value (a fused update) calls deba_moment_lanes and deba_moment_block_end in the
+ * same pattern, with its own work between, and gets the same bits. */
+static inline __attribute__((always_inline)) void deba_moment_fold(const float *x, int64_t m, double *s, double *q)
 {
-    double s[DEBA_MOMENT_LANES] = {0}, q[DEBA_MOMENT_LANES] = {0};
+    float ls[DEBA_MOMENT_FLANES] = {0}, lq[DEBA_MOMENT_FLANES] = {0};
     int64_t i = 0;
-    for (; i + DEBA_MOMENT_LANES <= n; i += DEBA_MOMENT_LANES) deba_moment_lanes(s, q, g + i);
-    deba_moment_finish(s, q, g + i, n - i, sum, sumsq);
+    for (; i + DEBA_MOMENT_FLANES <= m; i += DEBA_MOMENT_FLANES) deba_moment_lanes(ls, lq, x + i);
+    deba_moment_block_end(ls, lq, x + i, m - i, s, q);
 }
+
+/* unit(ctx, t, off, n, s, q): array t's values [off, off + n), n <= DEBA_MOMENT_UNIT; stores their
+ * moments (blocks of DEBA_MOMENT_FOLD through deba_moment_fold from 0.0) in *s and *q. */
+typedef void (*moment_unit_fn)(const void *ctx, int t, int64_t off, int64_t n, double *s, double *q);
+
+/* Runs unit over n arrays of d[t] values, in parallel, and ADDS the unit sums in unit order onto
+ * *sum and *sumsq: the result depends only on the lengths, never on the thread count, and
+ * splitting the arrays over several calls (in order) changes no bit. */
+void moment_units(const int64_t *d, int n, moment_unit_fn unit, const void *ctx, double *sum, double *sumsq);
 
 #endif

@@ -11,50 +11,7 @@
  * seed, which a plain OpenMP reduction does not promise): see core/moments.h. */
 void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq)
 {
-    double bs[DEBA_MOMENT_MAX_BLOCKS], bq[DEBA_MOMENT_MAX_BLOCKS];
-    int64_t len, nblk = deba_moment_blocks(d, &len);
-
-    #pragma omp parallel for schedule(static) if (nblk > 1)
-    for (int64_t b = 0; b < nblk; b++) {
-        int64_t lo = b * len, hi = lo + len < d ? lo + len : d;
-        deba_moment_span(g + lo, hi - lo, &bs[b], &bq[b]);
-    }
-    double s = 0.0, q = 0.0;
-    for (int64_t b = 0; b < nblk; b++) {
-        s += bs[b];
-        q += bq[b];
-    }
-    *sum = s;
-    *sumsq = q;
-}
-
-/* Σg and Σg² of one block of at most MANY_FOLD values in float lanes (the loop vectorises at any
- * width), added to *s and *q in double: no lane sums more than 64 values. Every pass that reports
- * moments (deba_grad_moments_many, the fused SGD step) sums through this one function, so they
- * agree bit for bit. */
-#define MANY_LANES 16
-#define MANY_FOLD  1024
-static inline __attribute__((always_inline)) void fold_block(const float *x, int64_t m, double *s, double *q)
-{
-    float ls[MANY_LANES] = {0}, lq[MANY_LANES] = {0};
-    int64_t i = 0;
-    for (; i + MANY_LANES <= m; i += MANY_LANES)
-#pragma omp simd
-        for (int k = 0; k < MANY_LANES; k++) {
-            ls[k] += x[i + k];
-            lq[k] += x[i + k] * x[i + k];
-        }
-    for (int k = 0; i < m; i++, k++) {
-        ls[k] += x[i];
-        lq[k] += x[i] * x[i];
-    }
-    float ts = 0.f, tq = 0.f;
-    for (int k = 0; k < MANY_LANES; k++) {
-        ts += ls[k];
-        tq += lq[k];
-    }
-    *s += ts;
-    *q += tq;
+    deba_grad_moments_many(&g, &d, 1, sum, sumsq);
 }
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -63,22 +20,16 @@ __attribute__((target_clones("avx512f", "avx2", "default")))
 static void span_f32(const float *g, int64_t n, double *sum, double *sumsq)
 {
     double s = 0.0, q = 0.0;
-    for (int64_t lo = 0; lo < n; lo += MANY_FOLD) fold_block(g + lo, n - lo < MANY_FOLD ? n - lo : MANY_FOLD, &s, &q);
+    for (int64_t lo = 0; lo < n; lo += DEBA_MOMENT_FOLD)
+        deba_moment_fold(g + lo, n - lo < DEBA_MOMENT_FOLD ? n - lo : DEBA_MOMENT_FOLD, &s, &q);
     *sum = s;
     *sumsq = q;
 }
 
-/* Work is cut into units of at most MANY_UNIT values that never straddle two arrays, a round of
- * up to MANY_ROUND units at a time: the units of a round run in parallel, their sums add in unit
- * order onto *sum and *sumsq, so the result depends only on the arrays' lengths, never on the
- * thread count, and splitting the arrays over several calls (in order) changes no bit: each call
- * continues the one running sum. unit(ctx, t, off, n, s, q) does array t's values [off, off + n)
- * and stores their moments in *s, *q. */
-#define MANY_UNIT  16384
+/* A round of at most MANY_ROUND units at a time: the units of a round run in parallel. */
 #define MANY_ROUND 1024
-typedef void (*many_unit_fn)(const void *ctx, int t, int64_t off, int64_t n, double *s, double *q);
 
-static void many_units(const int64_t *d, int n, many_unit_fn unit, const void *ctx, double *sum, double *sumsq)
+void moment_units(const int64_t *d, int n, moment_unit_fn unit, const void *ctx, double *sum, double *sumsq)
 {
     int ut[MANY_ROUND];
     int64_t uoff[MANY_ROUND], un[MANY_ROUND];
@@ -95,7 +46,7 @@ static void many_units(const int64_t *d, int n, many_unit_fn unit, const void *c
             }
             ut[k] = t;
             uoff[k] = off;
-            un[k] = left < MANY_UNIT ? left : MANY_UNIT;
+            un[k] = left < DEBA_MOMENT_UNIT ? left : DEBA_MOMENT_UNIT;
             off += un[k];
         }
         #pragma omp parallel for schedule(static) if (k > 1)
@@ -119,7 +70,7 @@ void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, doub
 {
     *sum = 0.0;
     *sumsq = 0.0;
-    many_units(d, n, moments_unit, g, sum, sumsq);
+    moment_units(d, n, moments_unit, g, sum, sumsq);
 }
 
 /* ---- the fused SGD step ---- */
@@ -179,8 +130,8 @@ static inline __attribute__((always_inline)) void sgd_block(float *p, const floa
 }
 #undef SGD_CASE
 
-/* A unit's update, each block of MANY_FOLD gradient values summed (fold_block, as span_f32 does)
- * then applied while it is still in L1: the gradient comes from memory once. The clones give
+/* A unit's update, each block of DEBA_MOMENT_FOLD gradient values summed (deba_moment_fold, as
+ * span_f32 does) then applied while it is still in L1: the gradient comes from memory once. The clones give
  * fmaf a hardware FMA; the default one calls libm's, slower but with the same bits. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -191,9 +142,9 @@ static void sgd_unit(const void *ctx, int t, int64_t off, int64_t n, double *sum
     float *p = c->p[t] + off, *b = c->buf ? c->buf[t] + off : NULL;
     const float *g = c->g[t] + off;
     double s = 0.0, q = 0.0;
-    for (int64_t lo = 0; lo < n; lo += MANY_FOLD) {
-        int64_t m = n - lo < MANY_FOLD ? n - lo : MANY_FOLD;
-        if (c->moments) fold_block(g + lo, m, &s, &q);
+    for (int64_t lo = 0; lo < n; lo += DEBA_MOMENT_FOLD) {
+        int64_t m = n - lo < DEBA_MOMENT_FOLD ? n - lo : DEBA_MOMENT_FOLD;
+        if (c->moments) deba_moment_fold(g + lo, m, &s, &q);
         sgd_block(p + lo, g + lo, b ? b + lo : NULL, m, c);
     }
     *sum = s;
@@ -241,7 +192,7 @@ deba_status deba_sgd_moments_many(float *const *p, const float *const *g, float 
     x.mode = (c->weight_decay != 0.0 ? SGD_WD : 0) |
              (c->momentum != 0.0 ? SGD_MOM | (c->first ? SGD_FIRST : 0) | (c->nesterov ? SGD_NEST : 0) : 0);
     double s0 = 0.0, q0 = 0.0;
-    many_units(d, n, sgd_unit, &x, sum ? sum : &s0, sumsq ? sumsq : &q0);
+    moment_units(d, n, sgd_unit, &x, sum ? sum : &s0, sumsq ? sumsq : &q0);
     return DEBA_OK;
 }
 

@@ -125,13 +125,15 @@ int main(int argc, char **argv)
         }
     }
 
-    static const char *models[] = {"cnn_small", "resnet18"};
+    /* the default pair, or any built-in model named on the command line (3x32x32, as bench_torch) */
+    static const char *defaults[] = {"cnn_small", "resnet18"};
+    const char *const *models = only ? &only : defaults;
+    const size_t n_models = only ? 1 : sizeof defaults / sizeof defaults[0];
     static const int batches[] = {32, 64, 128, 256, 512};
     typedef struct { const char *model; int n; double ms, sps, gf, sig; } result;
     result res[16];
     int nres = 0, status = 0;
-    for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
-        if (only && strcmp(only, models[mi])) continue;
+    for (size_t mi = 0; mi < n_models; mi++) {
         tr_graph *g = tr_model_build(models[mi], 3, 32, 10, &e);
         if (!g || tr_graph_alloc(g, be, 42, &e)) {
             fprintf(stderr, "bench_train: %s: %s\n", models[mi], e.msg);
@@ -180,10 +182,10 @@ int main(int argc, char **argv)
     openblas_set_num_threads(1);
     if (ref2 > ref) ref = ref2;
     printf("sgemm 1024x1024x1024, OpenBLAS threads, best of start and end: %.1f GFLOP/s\n", ref);
-    printf("\n%-10s %6s %12s %12s %10s %10s %10s\n", "model", "batch", "step ms", "samples/s", "GFLOP/s", "vs sgemm",
+    printf("\n%-18s %6s %12s %12s %10s %10s %10s\n", "model", "batch", "step ms", "samples/s", "GFLOP/s", "vs sgemm",
            "signals");
     for (int i = 0; i < nres; i++)
-        printf("%-10s %6d %12.1f %12.1f %10.1f %9.1f%% %9.2f%%\n", res[i].model, res[i].n, res[i].ms, res[i].sps,
+        printf("%-18s %6d %12.1f %12.1f %10.1f %9.1f%% %9.2f%%\n", res[i].model, res[i].n, res[i].ms, res[i].sps,
                res[i].gf, 100 * res[i].gf / ref, 100 * res[i].sig);
     printf("(signals: what the SPEC §2 gradient moments add to a step, the fused update minus the plain update, "
            "as a share of the step)\n");

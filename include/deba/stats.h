@@ -11,12 +11,15 @@
 
 /* ---- gradient statistics (SPEC §2) ---- */
 
-/* One reduction over a flat gradient: Σg and Σg² in double. OpenMP-parallel on the host. */
+/* One reduction over a flat gradient: Σg and Σg², OpenMP-parallel on the host, the same bits
+ * whatever the thread count. Summed in double across blocks of 1024 values; each block sums in
+ * float lanes of at most 64 values (about 1e-6 relative to an all-double sum on real gradients;
+ * docs/formats.md, "Signals"). The C trainer's fused update pass gets the same bits. */
 void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq);
 /* The same two sums over n separate float arrays (a framework's per-parameter gradients, read in
- * place): one read of each value, OpenMP-parallel, the same bits whatever the thread count. Sums
- * in float lanes folded into double every 1024 values: within 1e-6 relative of the double sums
- * of deba_grad_moments, not bit-equal to them. */
+ * place): one read of each value, the same blocks and order within each array, so n = 1 gives
+ * deba_grad_moments' bits; no block straddles two arrays, so other splits of the same values may
+ * differ in the last bits. */
 void deba_grad_moments_many(const float *const *g, const int64_t *d, int n, double *sum, double *sumsq);
 
 /* ---- the SGD step with the moments fused in (deba.torch.SGD) ---- */

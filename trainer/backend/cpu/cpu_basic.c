@@ -260,33 +260,46 @@ void tr_cpu_grad_moments(tr_backend *be, const float *g, int64_t count, double *
     deba_grad_moments(g, count, sum, sumsq);
 }
 
-/* Each block's moments (core/moments.h: the partition, lanes and order deba_grad_moments uses)
- * taken eight values at a time, with those eight values' update right behind them: the gradient
- * is read once per step instead of twice, and the moments keep their bits. */
-DEBA_AVX2_CLONES   /* same bits either way: no FMA contraction in C11 */
+/* The fused SGD + moments pass: each unit of the moment partition (core/moments.h) sums a block of
+ * DEBA_MOMENT_FOLD gradient values and updates them while they are still in L1, so the gradient
+ * is read once per step instead of twice and the moments keep deba_grad_moments' bits. */
+typedef struct {
+    float *p, *m;
+    const float *g;
+    float lr, momentum, wd;
+} sgd_moments_ctx;
+
+static __attribute__((target_clones("avx512f", "avx2", "default")))
+void sgd_moments_unit(const void *ctx, int t, int64_t off, int64_t n, double *sum, double *sumsq)
+{
+    (void)t;
+    const sgd_moments_ctx *c = ctx;
+    float *p = c->p + off, *m = c->m + off;
+    const float *g = c->g + off;
+    const float lr = c->lr, momentum = c->momentum, wd = c->wd;
+    double s = 0.0, q = 0.0;
+    for (int64_t lo = 0; lo < n; lo += DEBA_MOMENT_FOLD) {
+        int64_t hi = n - lo < DEBA_MOMENT_FOLD ? n : lo + DEBA_MOMENT_FOLD, i = lo;
+        float ls[DEBA_MOMENT_FLANES] = {0}, lq[DEBA_MOMENT_FLANES] = {0};
+        for (; i + DEBA_MOMENT_FLANES <= hi; i += DEBA_MOMENT_FLANES) {
+            deba_moment_lanes(ls, lq, g + i);
+#pragma omp simd
+            for (int k = 0; k < DEBA_MOMENT_FLANES; k++)
+                tr_sgd_update(&p[i + k], g[i + k], &m[i + k], lr, momentum, wd);
+        }
+        deba_moment_block_end(ls, lq, g + i, hi - i, &s, &q);
+        for (; i < hi; i++) tr_sgd_update(&p[i], g[i], &m[i], lr, momentum, wd);
+    }
+    *sum = s;
+    *sumsq = q;
+}
+
 void tr_cpu_sgd_moments(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
                         float momentum, float wd, double *sum, double *sumsq)
 {
     (void)be;
-    double bs[DEBA_MOMENT_MAX_BLOCKS], bq[DEBA_MOMENT_MAX_BLOCKS];
-    int64_t len, nblk = deba_moment_blocks(count, &len);
-#pragma omp parallel for schedule(static) if (nblk > 1)
-    for (int64_t b = 0; b < nblk; b++) {
-        int64_t lo = b * len, hi = lo + len < count ? lo + len : count, i = lo;
-        double s[DEBA_MOMENT_LANES] = {0}, q[DEBA_MOMENT_LANES] = {0};
-        for (; i + DEBA_MOMENT_LANES <= hi; i += DEBA_MOMENT_LANES) {
-            deba_moment_lanes(s, q, g + i);
-#pragma omp simd
-            for (int k = 0; k < DEBA_MOMENT_LANES; k++) tr_sgd_update(&p[i + k], g[i + k], &m[i + k], lr, momentum, wd);
-        }
-        deba_moment_finish(s, q, g + i, hi - i, &bs[b], &bq[b]);
-        for (; i < hi; i++) tr_sgd_update(&p[i], g[i], &m[i], lr, momentum, wd);
-    }
-    double s = 0.0, q = 0.0;
-    for (int64_t b = 0; b < nblk; b++) {
-        s += bs[b];
-        q += bq[b];
-    }
-    *sum = s;
-    *sumsq = q;
+    sgd_moments_ctx c = {.p = p, .m = m, .g = g, .lr = lr, .momentum = momentum, .wd = wd};
+    *sum = 0.0;
+    *sumsq = 0.0;
+    moment_units(&count, 1, sgd_moments_unit, &c, sum, sumsq);
 }
