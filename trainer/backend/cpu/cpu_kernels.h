@@ -69,13 +69,15 @@ static inline float *tr_cpu_pgrad(tr_graph *g, const tr_node *nd, int j)
     return g->grads + g->pspecs[nd->param[j]].off;
 }
 
-/* Compiled for AVX2 as well and picked at load (GCC's function multiversioning); clang builds
- * (fuzzing) use the baseline, which clang 14 does not resolve for C objects here. An OpenMP
- * region's outlined body is not cloned: a region calls a function marked so. */
+/* Compiled for AVX2 (and AVX-512) as well and picked at load (GCC's function multiversioning);
+ * clang builds (fuzzing) use the baseline, which clang 14 does not resolve for C objects here. An
+ * OpenMP region's outlined body is not cloned: a region calls a function marked so. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define DEBA_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#define DEBA_AVX512_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define DEBA_AVX2_CLONES
+#define DEBA_AVX512_CLONES
 #endif
 
 /* e^v for v <= 0, vectorisable: glibc's expf is a scalar call here (no libmvec without
