@@ -131,8 +131,8 @@ static inline __attribute__((always_inline)) void sgd_block(float *p, const floa
 #undef SGD_CASE
 
 /* A unit's update, each block of DEBA_MOMENT_FOLD gradient values summed (deba_moment_fold, as
- * span_f32 does) then applied while it is still in L1: the gradient comes from memory once. The clones give
- * fmaf a hardware FMA; the default one calls libm's, slower but with the same bits. */
+ * span_f32 does) then applied while it is still in L1: the gradient comes from memory once. The
+ * clones give fmaf a hardware FMA; the default one calls libm's, slower but with the same bits. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
