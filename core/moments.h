@@ -8,9 +8,9 @@
  *     lane adds no more than 64 values), combined in lane order (deba_moment_fold).
  * Float only inside a block of 1024: within about 1e-6 relative of an all-double sum on real
  * gradients (docs/formats.md), and cheaper than double lanes inside the update pass
- * (docs/performance.md, "DEBA signals fused into the update"). This
- * header is private to the library: moment_units is a global of libdeba.a that the trainer's
- * CPU backend calls, and not exported from libdeba.so (its name does not start with deba_). */
+ * (docs/performance.md, "DEBA signals fused into the update"). This header is private to the
+ * library: moment_units is a global of libdeba.a that the trainer's CPU backend calls, and not
+ * exported from libdeba.so (its name does not start with deba_). */
 #ifndef DEBA_CORE_MOMENTS_H
 #define DEBA_CORE_MOMENTS_H
 
