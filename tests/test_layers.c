@@ -551,13 +551,15 @@ static void test_xent_by_hand(void **state)
 }
 
 /* p = 1, g = 0.5, lr 0.1, momentum 0.9, wd 0.01:
- * step 1: d = 0.51, m = 0.51, p = 0.949; step 2: d = 0.50949, m = 0.96849, p = 0.852151. */
+ * step 1: d = 0.51, m = 0.51, p = 0.949; step 2: d = 0.50949, m = 0.96849, p = 0.852151.
+ * N spans three units of 16384, ragged blocks of 1024 and a tail shorter than one lane row, so
+ * every element of every partition piece must come out so. */
 static void test_sgd_by_hand(void **state)
 {
     (void)state;
     deba_err e = {0};
     tr_backend *be = tr_backend_cpu_new(&e);
-    enum { N = 1000 };
+    enum { N = 3 * 16384 + 1000 + 7 };
     float *p = malloc(N * sizeof(float)), *g = malloc(N * sizeof(float)), *m = calloc(N, sizeof(float));
     for (int i = 0; i < N; i++) p[i] = 1.f, g[i] = 0.5f;
     be->sgd(be, p, g, m, N, 0.1f, 0.9f, 0.01f);

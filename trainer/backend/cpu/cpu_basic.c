@@ -245,67 +245,31 @@ void tr_cpu_xent(tr_backend *be, const float *logits, const int *labels, int n, 
     *correct = hits;
 }
 
-/* The update streams three arrays (gradient in, parameters and momentum in and out), too large for
- * the caches in the bigger models; software prefetches a fixed distance ahead keep more of their
- * lines in flight than the hardware prefetcher alone: resnet50's 25.6 M values update in 6 %
- * less time (docs/performance.md, "DEBA signals fused into the update"). Both update passes
- * prefetch alike, so the fused one's extra cost is the moments' alone. */
-#ifndef TR_SGD_PREFETCH
-#define TR_SGD_PREFETCH 256   /* values ahead */
-#endif
-#define TR_SGD_STEP 16        /* values per cache line */
-static inline __attribute__((always_inline)) void sgd_prefetch(const float *p, const float *g, const float *m)
-{
-    __builtin_prefetch(g + TR_SGD_PREFETCH, 0);
-    __builtin_prefetch(p + TR_SGD_PREFETCH, 1);
-    __builtin_prefetch(m + TR_SGD_PREFETCH, 1);
-}
-
-static DEBA_AVX512_CLONES   /* same bits: no FMA contraction in C11 */
-void sgd_span(float *p, const float *g, float *m, int64_t n, float lr, float momentum, float wd)
-{
-    int64_t i = 0;
-    for (; i + TR_SGD_STEP <= n; i += TR_SGD_STEP) {
-        sgd_prefetch(p + i, g + i, m + i);
-#pragma omp simd
-        for (int k = 0; k < TR_SGD_STEP; k++) tr_sgd_update(&p[i + k], g[i + k], &m[i + k], lr, momentum, wd);
-    }
-    for (; i < n; i++) tr_sgd_update(&p[i], g[i], &m[i], lr, momentum, wd);
-}
-
-void tr_cpu_sgd(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
-                float momentum, float wd)
-{
-    (void)be;
-    const int64_t chunk = DEBA_MOMENT_UNIT;   /* each thread takes a contiguous run of chunks */
-    int64_t nchunk = (count + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (nchunk > 1)
-    for (int64_t c = 0; c < nchunk; c++) {
-        int64_t lo = c * chunk, n = count - lo < chunk ? count - lo : chunk;
-        sgd_span(p + lo, g + lo, m + lo, n, lr, momentum, wd);
-    }
-}
-
 void tr_cpu_grad_moments(tr_backend *be, const float *g, int64_t count, double *sum, double *sumsq)
 {
     (void)be;
     deba_grad_moments(g, count, sum, sumsq);
 }
 
-/* The fused SGD + moments pass: each unit of the moment partition (core/moments.h) sums a block of
- * DEBA_MOMENT_FOLD gradient values and updates them while they are still in L1, so the gradient
- * is read once per step instead of twice and the moments keep deba_grad_moments' bits. */
+/* The SGD update, plain or with the SPEC §2 moments fused in, over the units of the moment
+ * partition (core/moments.h): each 16 gradient values go into the moments' float lanes right
+ * before they are applied, so the gradient is read once per step instead of twice and the
+ * moments keep deba_grad_moments' bits. The update streams three arrays (gradient in, parameters
+ * and momentum in and out), too large for the caches in the bigger models; software prefetches a
+ * fixed distance ahead keep more of their lines in flight than the hardware prefetcher alone
+ * (resnet50's 25.6 M values update in 6 % less time; docs/performance.md, "DEBA signals fused into
+ * the update"). The plain and the fused pass share this loop, so the fused one's extra cost is
+ * the moments' alone. */
+#define TR_SGD_PREFETCH 256   /* values ahead */
 typedef struct {
     float *p, *m;
     const float *g;
     float lr, momentum, wd;
-} sgd_moments_ctx;
+} sgd_ctx;
 
-static DEBA_AVX512_CLONES   /* same bits: no FMA contraction in C11 */
-void sgd_moments_unit(const void *ctx, int t, int64_t off, int64_t n, double *sum, double *sumsq)
+static inline __attribute__((always_inline)) void sgd_unit(const sgd_ctx *c, int64_t off, int64_t n, double *sum,
+                                                           double *sumsq, int moments)
 {
-    (void)t;
-    const sgd_moments_ctx *c = ctx;
     float *p = c->p + off, *m = c->m + off;
     const float *g = c->g + off;
     const float lr = c->lr, momentum = c->momentum, wd = c->wd;
@@ -314,24 +278,48 @@ void sgd_moments_unit(const void *ctx, int t, int64_t off, int64_t n, double *su
         int64_t hi = n - lo < DEBA_MOMENT_FOLD ? n : lo + DEBA_MOMENT_FOLD, i = lo;
         float ls[DEBA_MOMENT_FLANES] = {0}, lq[DEBA_MOMENT_FLANES] = {0};
         for (; i + DEBA_MOMENT_FLANES <= hi; i += DEBA_MOMENT_FLANES) {
-            sgd_prefetch(p + i, g + i, m + i);
-            deba_moment_lanes(ls, lq, g + i);
+            __builtin_prefetch(g + i + TR_SGD_PREFETCH, 0);
+            __builtin_prefetch(p + i + TR_SGD_PREFETCH, 1);
+            __builtin_prefetch(m + i + TR_SGD_PREFETCH, 1);
+            if (moments) deba_moment_lanes(ls, lq, g + i);
 #pragma omp simd
             for (int k = 0; k < DEBA_MOMENT_FLANES; k++)
                 tr_sgd_update(&p[i + k], g[i + k], &m[i + k], lr, momentum, wd);
         }
-        deba_moment_block_end(ls, lq, g + i, hi - i, &s, &q);
+        if (moments) deba_moment_block_end(ls, lq, g + i, hi - i, &s, &q);
         for (; i < hi; i++) tr_sgd_update(&p[i], g[i], &m[i], lr, momentum, wd);
     }
     *sum = s;
     *sumsq = q;
 }
 
+/* the two specialisations, compiled for AVX-512 and AVX2 too: the same bits (no FMA contraction in C11) */
+static DEBA_AVX512_CLONES void sgd_plain_unit(const void *ctx, int t, int64_t off, int64_t n, double *s, double *q)
+{
+    (void)t;
+    sgd_unit(ctx, off, n, s, q, 0);
+}
+
+static DEBA_AVX512_CLONES void sgd_moments_unit(const void *ctx, int t, int64_t off, int64_t n, double *s, double *q)
+{
+    (void)t;
+    sgd_unit(ctx, off, n, s, q, 1);
+}
+
+void tr_cpu_sgd(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
+                float momentum, float wd)
+{
+    (void)be;
+    sgd_ctx c = {.p = p, .m = m, .g = g, .lr = lr, .momentum = momentum, .wd = wd};
+    double s = 0.0, q = 0.0;
+    moment_units(&count, 1, sgd_plain_unit, &c, &s, &q);
+}
+
 void tr_cpu_sgd_moments(tr_backend *be, float *p, const float *g, float *m, int64_t count, float lr,
                         float momentum, float wd, double *sum, double *sumsq)
 {
     (void)be;
-    sgd_moments_ctx c = {.p = p, .m = m, .g = g, .lr = lr, .momentum = momentum, .wd = wd};
+    sgd_ctx c = {.p = p, .m = m, .g = g, .lr = lr, .momentum = momentum, .wd = wd};
     *sum = 0.0;
     *sumsq = 0.0;
     moment_units(&count, 1, sgd_moments_unit, &c, sum, sumsq);
