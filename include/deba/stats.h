@@ -14,7 +14,8 @@
 /* One reduction over a flat gradient: Σg and Σg², OpenMP-parallel on the host, the same bits
  * whatever the thread count. Summed in double across blocks of 1024 values; each block sums in
  * float lanes of at most 64 values (about 1e-6 relative to an all-double sum on real gradients;
- * docs/formats.md, "Signals"). The C trainer's fused update pass gets the same bits. */
+ * docs/formats.md, "How grad_var and grad_norm are summed"). The C trainer's fused update pass
+ * gets the same bits. */
 void deba_grad_moments(const float *g, int64_t d, double *sum, double *sumsq);
 /* The same two sums over n separate float arrays (a framework's per-parameter gradients, read in
  * place): one read of each value, the same blocks and order within each array, so n = 1 gives
